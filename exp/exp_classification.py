@@ -1,0 +1,63 @@
+"""Supervised classification: a batch is {"x", "y", optional "features", "mask"}."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+from exp.exp_basic import Exp_Basic
+from utils.figures import confusion_matrix_figure
+from utils.instantiate import build
+from utils.metrics import classification_metrics
+
+# Optional batch keys a classifier's forward may take by name.
+EXTRA_INPUTS = ("features", "mask", "x_mark")
+
+
+class Exp_Classification(Exp_Basic):
+    def _build_model(self):
+        if "num_classes" not in self.meta:
+            raise ValueError(f"data={self.cfg.data.name} provides no class labels (meta has no "
+                             "num_classes); task=classification needs a labelled dataset")
+        model = build(self.cfg.model, **self._model_dims())
+        params = inspect.signature(model.forward).parameters
+        self._extra_inputs = [k for k in EXTRA_INPUTS if k in params]
+        return model
+
+    def _forward(self, batch: dict, x: torch.Tensor) -> torch.Tensor:
+        extra = {k: batch[k] for k in self._extra_inputs if k in batch}
+        return self.model(x, **extra)
+
+    def _process_one_batch(self, batch: dict, train: bool):
+        alpha = float(self.cfg.trainer.get("mixup_alpha", 0.0) or 0.0)
+        if train and alpha > 0:
+            return self._mixup_batch(batch, alpha)
+        logits = self._forward(batch, batch["x"])
+        loss = self.criterion({"logits": logits}, batch) if "y" in batch else None
+        return loss, {"logits": logits, "y": batch.get("y", torch.empty(0))}
+
+    def _mixup_batch(self, batch: dict, alpha: float):
+        """Mixup (Zhang et al. 2018): convex combination of inputs (and extra features) of
+        shuffled pairs, loss mixed with the same weight."""
+        lam = float(np.random.beta(alpha, alpha))
+        perm = torch.randperm(batch["x"].shape[0], device=batch["x"].device)
+        mixed = dict(batch)
+        mixed["x"] = lam * batch["x"] + (1 - lam) * batch["x"][perm]
+        if "features" in batch:
+            mixed["features"] = lam * batch["features"] + (1 - lam) * batch["features"][perm]
+        logits = self._forward(mixed, mixed["x"])
+        out = {"logits": logits}
+        loss = lam * self.criterion(out, batch) + (1 - lam) * self.criterion(out, {**batch, "y": batch["y"][perm]})
+        return loss, {"logits": logits, "y": batch["y"]}
+
+    def _metrics(self, collected, split):
+        if "y" not in collected or collected["y"].size == 0:
+            return {}
+        return classification_metrics(collected["y"], collected["logits"], self.meta.get("class_names"))
+
+    def _log_evaluation(self, collected, split, metrics):
+        if "confusion_matrix" in metrics and self.cfg.logger.get("confusion_matrix", True):
+            names = self.meta.get("class_names") or [str(i) for i in range(len(metrics["confusion_matrix"]))]
+            fig = confusion_matrix_figure(metrics["confusion_matrix"], names, f"{split} confusion matrix")
+            self.tb.figure(f"{split}/confusion_matrix", fig, self.state["step"])

@@ -1,0 +1,29 @@
+"""Compose the project's Hydra config the way main.py does, and run experiments in-process."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf, open_dict
+
+from utils.compose import compose_cfg  # noqa: F401  (re-exported for tests)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_experiment(overrides: list[str], run_dir: Path, cfg_edit=None) -> dict:
+    """Compose, optionally edit (e.g. to swap in test data), then run train + test like main.py."""
+    from main import run
+
+    cfg = compose_cfg(overrides)
+    if cfg_edit is not None:
+        with open_dict(cfg):
+            cfg_edit(cfg)
+    run_dir = Path(run_dir)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return run(cfg, run_dir)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())

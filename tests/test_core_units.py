@@ -1,0 +1,77 @@
+"""Unit behaviour of the framework core: metrics, checkpoints, loaders, RNG state."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from data_provider.base import ArrayDataset
+from data_provider.loader import make_loader
+from utils.checkpoint import load_checkpoint, save_atomic
+from utils.metrics import classification_metrics
+from utils.seed import get_rng_state, set_rng_state
+
+
+def test_per_class_sensitivity_and_ppv_by_hand():
+    y = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 2, 2])
+    logits = np.eye(3)[pred] * 5.0
+    m = classification_metrics(y, logits, ["N", "S", "V"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class"]["N"]["sensitivity"] == pytest.approx(2 / 3)
+    assert m["per_class"]["N"]["ppv"] == pytest.approx(1.0)
+    assert m["per_class"]["S"]["sensitivity"] == pytest.approx(1 / 2)
+    assert m["per_class"]["S"]["ppv"] == pytest.approx(1 / 2)
+    assert m["per_class"]["V"]["ppv"] == pytest.approx(1 / 2)
+    f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 * 1 / 1.5]
+    assert m["macro_f1"] == pytest.approx(np.mean(f1))
+    assert m["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_absent_class_is_reported_not_counted_in_macro_f1():
+    y = np.array([0, 0, 1, 1])
+    logits = np.eye(3)[[0, 0, 1, 1]]
+    m = classification_metrics(y, logits, ["a", "b", "c"])
+    assert m["macro_f1"] == pytest.approx(1.0)
+    assert np.isnan(m["per_class"]["c"]["sensitivity"])
+
+
+def test_eval_loader_keeps_every_sample_and_train_order_depends_on_epoch_only():
+    ds = ArrayDataset(x=torch.arange(103).float()[:, None, None], y=torch.arange(103))
+    seen = torch.cat([b["y"] for b in make_loader(ds, batch_size=10, train=False, seed=0, drop_last=True)])
+    assert seen.tolist() == list(range(103))
+    a = [b["y"] for b in make_loader(ds, batch_size=10, train=True, seed=3, epoch=5)]
+    torch.manual_seed(123)  # global RNG must not matter
+    b = [b["y"] for b in make_loader(ds, batch_size=10, train=True, seed=3, epoch=5)]
+    c = [b["y"] for b in make_loader(ds, batch_size=10, train=True, seed=3, epoch=6)]
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not all(torch.equal(u, v) for u, v in zip(a, c))
+    assert sorted(torch.cat(a).tolist()) == list(range(103))
+
+
+def test_atomic_save_keeps_old_checkpoint_when_writing_fails(tmp_path):
+    path = tmp_path / "best.pt"
+    save_atomic({"w": torch.ones(3)}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("simulated crash while writing")
+
+    with pytest.raises(RuntimeError):
+        save_atomic({"w": Unpicklable()}, path)
+    assert torch.equal(load_checkpoint(path)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no temp file left
+
+
+def test_rng_state_round_trip_through_weights_only_checkpoint(tmp_path):
+    random.seed(1); np.random.seed(1); torch.manual_seed(1)
+    save_atomic({"rng": get_rng_state()}, tmp_path / "r.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(9); np.random.seed(9); torch.manual_seed(9)
+    set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_missing_checkpoint_message(tmp_path):
+    with pytest.raises(FileNotFoundError, match="best.pt"):
+        load_checkpoint(tmp_path / "nope.pt")

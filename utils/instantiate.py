@@ -1,0 +1,33 @@
+"""Build objects from config nodes, passing data-dependent sizes only where the
+constructor takes them (a model that has no use for ``num_classes`` never sees it)."""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+# Config keys that describe a component but are not constructor arguments.
+NON_ARGS = ("name", "interval", "pretrained")
+
+
+def accepted_kwargs(target, candidates: dict[str, Any]) -> dict[str, Any]:
+    sig = inspect.signature(target)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return dict(candidates)
+    return {k: v for k, v in candidates.items() if k in sig.parameters}
+
+
+def build(node: DictConfig, **candidates: Any):
+    """instantiate(node) plus those ``candidates`` the target's signature accepts.
+    Config values win over candidates of the same name."""
+    cfg = OmegaConf.to_container(node, resolve=True)
+    for k in NON_ARGS:
+        cfg.pop(k, None)
+    if "_target_" not in cfg:
+        raise ValueError(f"config node has no _target_: {OmegaConf.to_yaml(node)}")
+    target = get_class(cfg["_target_"]) if "." in cfg["_target_"] else None
+    extra = accepted_kwargs(target, candidates) if target is not None else {}
+    extra = {k: v for k, v in extra.items() if k not in cfg}
+    return instantiate(cfg, **extra, _convert_="all")
