@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Build the task's experiment, train it (unless the task has no training), test it."""
     check_config(cfg)
+    if cfg.trainer.get("num_threads"):
+        torch.set_num_threads(int(cfg.trainer.num_threads))
     seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     exp = get_exp_class(cfg.task.name)(cfg, run_dir)
     log.info("run dir: %s | device: %s", run_dir, exp.device)
@@ -37,4 +40,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from utils.cli_check import exit_on_unknown_keys
+
+    exit_on_unknown_keys(sys.argv[1:])
     main()

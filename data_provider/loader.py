@@ -23,25 +23,41 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 class ArrayBatches:
     def __init__(self, dataset: ArrayDataset, batch_size: int, shuffle: bool, drop_last: bool,
-                 generator: torch.Generator | None, device: torch.device | None = None):
+                 generator: torch.Generator | None, device: torch.device | None = None,
+                 max_per_class: int | None = None):
         self.arrays = dataset.arrays
         if device is not None:
             self.arrays = {k: v.to(device) for k, v in self.arrays.items()}
         self.n = len(dataset)
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.drop_last = drop_last and self.n > batch_size
         self.generator = generator
+        self.order = self._epoch_order(max_per_class)
+        self.n = len(self.order)
+        self.drop_last = drop_last and self.n > batch_size
+
+    def _epoch_order(self, max_per_class: int | None) -> torch.Tensor:
+        """Sample order of this epoch. With ``max_per_class``, every class contributes at
+        most that many samples, drawn anew each epoch (undersampling a majority class, such
+        as normal beats, without discarding any of its samples for good)."""
+        if not self.shuffle:
+            return torch.arange(self.n)
+        order = torch.randperm(self.n, generator=self.generator)
+        if max_per_class is None or "y" not in self.arrays:
+            return order
+        y = self.arrays["y"].cpu()[order]
+        keep = torch.zeros(self.n, dtype=torch.bool)
+        for c in torch.unique(y):
+            members = torch.nonzero(y == c).flatten()
+            keep[members[:max_per_class]] = True
+        return order[keep]
 
     def __len__(self) -> int:
         full, rest = divmod(self.n, self.batch_size)
         return full if (self.drop_last or rest == 0) else full + 1
 
     def __iter__(self):
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=self.generator)
-        else:
-            order = torch.arange(self.n)
+        order = self.order
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if self.arrays and next(iter(self.arrays.values())).is_cuda:
@@ -51,11 +67,14 @@ class ArrayBatches:
 
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int, epoch: int = 0,
                 drop_last: bool = False, num_workers: int = 0, device: torch.device | None = None,
-                on_device: bool = False):
+                on_device: bool = False, max_per_class: int | None = None):
     gen = epoch_generator(seed, epoch) if train else None
     if isinstance(dataset, ArrayDataset) and num_workers == 0:
         return ArrayBatches(dataset, batch_size, shuffle=train, drop_last=train and drop_last,
-                            generator=gen, device=device if on_device else None)
+                            generator=gen, device=device if on_device else None,
+                            max_per_class=max_per_class if train else None)
+    if train and max_per_class is not None:
+        raise ValueError("trainer.max_per_class needs an in-memory dataset and trainer.num_workers=0")
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=gen,
                       drop_last=train and drop_last and len(dataset) > batch_size,
                       num_workers=num_workers, worker_init_fn=seed_worker,

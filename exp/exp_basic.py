@@ -82,7 +82,7 @@ class Exp_Basic:
 
     def _amp_dtype(self):
         precision = str(self.cfg.trainer.precision)
-        table = {"fp32": None, "32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
         if precision not in table:
             raise ValueError(f"trainer.precision={precision} is not valid; use fp32, bf16 or fp16")
         if table[precision] is not None and self.device.type != "cuda":
@@ -110,7 +110,10 @@ class Exp_Basic:
         scheduler = None
         sched_cfg = self.cfg.get("scheduler")
         if sched_cfg and sched_cfg.get("_target_"):
-            scheduler = build(sched_cfg)(optimizer)
+            # ReduceLROnPlateau follows the monitored validation metric in its direction
+            mode = monitor_mode(str(self.cfg.task.get("monitor", "loss")),
+                                str(self.cfg.task.get("monitor_mode", "auto")))
+            scheduler = build(sched_cfg, mode=mode)(optimizer)
         return optimizer, scheduler
 
     def _trainable_parameters(self):
@@ -155,7 +158,8 @@ class Exp_Basic:
         t = self.cfg.trainer
         return make_loader(self._dataset(split), batch_size=t.batch_size if train else t.eval_batch_size,
                            train=train, seed=self.cfg.seed, epoch=epoch, drop_last=t.drop_last,
-                           num_workers=t.num_workers, device=self.device)
+                           num_workers=t.num_workers, device=self.device,
+                           max_per_class=t.get("max_per_class") if train else None)
 
     def _to_device(self, batch: dict) -> dict:
         nb = self.device.type == "cuda"
@@ -284,12 +288,7 @@ class Exp_Basic:
         return float(metrics[key])
 
     def _monitor_mode(self, metrics: dict) -> str:
-        if self._monitor_key(metrics) == "loss" and str(self.cfg.task.get("monitor", "loss")) != "loss":
-            return "min"  # fell back to the loss
-        mode = str(self.cfg.task.get("monitor_mode", "min"))
-        if mode not in ("min", "max"):
-            raise ValueError(f"task.monitor_mode={mode} is not valid; use min or max")
-        return mode
+        return monitor_mode(self._monitor_key(metrics), str(self.cfg.task.get("monitor_mode", "auto")))
 
     def _update_best(self, metrics: dict) -> bool:
         value = self._monitor_value(metrics)
@@ -412,6 +411,18 @@ class Exp_Basic:
             log.warning("%s not found; using the current weights", path)
             return
         self.model.load_state_dict(load_checkpoint(path, map_location=self.device)["model"])
+
+
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mape", "mspe")
+
+
+def monitor_mode(key: str, mode: str) -> str:
+    """auto: minimise losses and errors, maximise everything else (accuracy, F1, AUROC)."""
+    if mode == "auto":
+        return "min" if key.split("/")[-1].endswith(LOWER_IS_BETTER) else "max"
+    if mode not in ("min", "max"):
+        raise ValueError(f"task.monitor_mode={mode} is not valid; use auto, min or max")
+    return mode
 
 
 def _split_loss(loss):

@@ -9,8 +9,14 @@ class weights.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
+
+# padding="same" with the even kernel 8 pads 3 left / 4 right, which PyTorch does with an
+# internal copy and a warning on every run; the result is what the paper's Keras "same" gives.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
 
 
 class ResidualBlock(nn.Module):

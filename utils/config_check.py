@@ -7,9 +7,9 @@ import re
 from omegaconf import DictConfig
 
 CHOICES = {
-    "trainer.precision": ("fp32", "32", "bf16", "fp16"),
+    "trainer.precision": ("fp32", "bf16", "fp16"),
     "trainer.data_on_device": ("auto", "true", "false", "True", "False"),
-    "task.monitor_mode": ("min", "max"),
+    "task.monitor_mode": ("auto", "min", "max"),
 }
 
 

@@ -1,0 +1,195 @@
+"""Per-record MIT-BIH preprocessing: read one lead, filter, resample, normalise, cut beats.
+
+Everything here works on one record at a time and knows nothing about splits or caching
+(data_provider/mitdb.py does that), so each step can be tested on its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage, signal
+
+# AAMI EC57 beat classes. Annotation symbols not listed here (rhythm changes "+", noise "~",
+# comments, ...) are not beats and are ignored.
+CLASS_NAMES = ["N", "S", "V", "F", "Q"]
+AAMI_MAP = {
+    "N": "N", "L": "N", "R": "N", "e": "N", "j": "N",
+    "A": "S", "a": "S", "J": "S", "S": "S",
+    "V": "V", "E": "V",
+    "F": "F",
+    "/": "Q", "f": "Q", "Q": "Q",
+}
+AAMI_INDEX = {sym: CLASS_NAMES.index(c) for sym, c in AAMI_MAP.items()}
+
+RR_FEATURE_NAMES = ["pre_rr", "post_rr", "local_rr", "avg_rr", "pre_rr_ratio", "post_rr_ratio"]
+
+FILTERS = ("bandpass", "median_baseline", "none")
+NORMALIZATIONS = ("beat_zscore", "record_zscore", "none")
+
+
+@dataclass(frozen=True)
+class SignalSettings:
+    """Everything that changes the preprocessed arrays (and so the cache key)."""
+    lead: str = "MLII"
+    window_before_s: float = 0.25
+    window_after_s: float = 0.45
+    resample_hz: float | None = None
+    filter: str = "median_baseline"
+    bandpass_hz: tuple[float, float] = (0.5, 40.0)
+    filter_order: int = 3
+    median_ms: tuple[float, float] = (200.0, 600.0)
+    median_lowpass_hz: float | None = 35.0
+    normalize: str = "record_zscore"
+
+    def __post_init__(self):
+        if self.filter not in FILTERS:
+            raise ValueError(f"data.filter={self.filter!r} is not known; choose one of {list(FILTERS)}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"data.normalize={self.normalize!r} is not known; "
+                             f"choose one of {list(NORMALIZATIONS)}")
+        if self.window_before_s < 0 or self.window_after_s < 0 or \
+                self.window_before_s + self.window_after_s <= 0:
+            raise ValueError("data.window_before_s and data.window_after_s must be >= 0 with a "
+                             f"positive sum, got {self.window_before_s} and {self.window_after_s}")
+        if self.resample_hz is not None and self.resample_hz <= 0:
+            raise ValueError(f"data.resample_hz must be positive or null, got {self.resample_hz}")
+
+
+@dataclass
+class RecordBeats:
+    x: np.ndarray        # [n_beats, L] float32
+    y: np.ndarray        # [n_beats] int64 AAMI class index
+    rr: np.ndarray       # [n_beats, 6] float32 (RR_FEATURE_NAMES)
+    sample: np.ndarray   # [n_beats] int64 R-peak sample at the record's original rate
+    symbol: np.ndarray   # [n_beats] '<U1' raw annotation symbol
+
+
+def read_record(path: Path, lead: str):
+    """(signal of `lead` in mV as float64, fs, annotation samples, annotation symbols)."""
+    import wfdb  # imported here so other data families don't need it
+
+    header = wfdb.rdheader(str(path))
+    if lead not in header.sig_name:
+        raise ValueError(f"record {path.name} has no lead {lead!r} (its leads: "
+                         f"{', '.join(header.sig_name)}); records 102 and 104 have no MLII, which "
+                         f"is one reason they are excluded from the standard split")
+    rec = wfdb.rdrecord(str(path), channel_names=[lead])
+    ann = wfdb.rdann(str(path), "atr")
+    return (rec.p_signal[:, 0].astype(np.float64), float(rec.fs),
+            np.asarray(ann.sample, dtype=np.int64), np.asarray(ann.symbol))
+
+
+def _odd(n: float) -> int:
+    n = max(1, int(round(n)))
+    return n if n % 2 else n + 1
+
+
+def filter_signal(x: np.ndarray, fs: float, s: SignalSettings) -> np.ndarray:
+    """Zero-phase filtering (no shift of the R peak relative to its annotation)."""
+    if s.filter == "none":
+        return x
+    nyq = fs / 2
+    if s.filter == "bandpass":
+        lo, hi = s.bandpass_hz
+        if not 0 < lo < hi < nyq:
+            raise ValueError(f"data.bandpass_hz={list(s.bandpass_hz)} must satisfy 0 < low < high "
+                             f"< {nyq} Hz (half the sampling rate)")
+        sos = signal.butter(s.filter_order, [lo, hi], btype="band", fs=fs, output="sos")
+        return signal.sosfiltfilt(sos, x)
+    # median_baseline: de Chazal et al. 2004 estimate the baseline with a 200 ms median filter
+    # (removes QRS and P waves) followed by a 600 ms one (removes T waves) and subtract it,
+    # then low-pass at 35 Hz (they used a 12-tap FIR; a zero-phase Butterworth here).
+    w1, w2 = (_odd(ms / 1000 * fs) for ms in s.median_ms)
+    baseline = ndimage.median_filter(ndimage.median_filter(x, w1, mode="nearest"), w2, mode="nearest")
+    y = x - baseline
+    if s.median_lowpass_hz is not None:
+        if not 0 < s.median_lowpass_hz < nyq:
+            raise ValueError(f"data.median_lowpass_hz={s.median_lowpass_hz} must be in (0, {nyq}) "
+                             "Hz or null")
+        sos = signal.butter(s.filter_order, s.median_lowpass_hz, btype="low", fs=fs, output="sos")
+        y = signal.sosfiltfilt(sos, y)
+    return y
+
+
+def resample(x: np.ndarray, fs: float, target: float | None) -> tuple[np.ndarray, float]:
+    if target is None or float(target) == fs:
+        return x, fs
+    ratio = (Fraction(target).limit_denominator(1000) / Fraction(fs).limit_denominator(1000))
+    return signal.resample_poly(x, ratio.numerator, ratio.denominator), float(target)
+
+
+def zscore(x: np.ndarray, axis=None) -> np.ndarray:
+    mean = x.mean(axis=axis, keepdims=True)
+    std = x.std(axis=axis, keepdims=True)
+    return (x - mean) / np.maximum(std, 1e-6)  # floor: a flat segment maps to zeros, not inf
+
+
+def window_lengths(fs: float, s: SignalSettings) -> tuple[int, int]:
+    return int(round(s.window_before_s * fs)), int(round(s.window_after_s * fs))
+
+
+def cut_beats(x: np.ndarray, peaks: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Windows x[p - before : p + after] for every peak; the record edges are padded with the
+    edge value so no beat is ever dropped."""
+    padded = np.pad(x, (before, after), mode="edge")
+    idx = peaks[:, None] + np.arange(before + after)[None, :]  # padded offset cancels `before`
+    return padded[idx]
+
+
+def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
+    """de Chazal et al. 2004 RR-interval features, in seconds, for the beats of one record.
+
+    pre_rr: time since the previous beat; post_rr: time to the next; local_rr: mean of the ten
+    RR intervals surrounding the beat (5 before, 5 after, fewer at the record edges); avg_rr:
+    mean RR of the whole record; and pre/avg, post/avg, which put each beat's rhythm relative to
+    the patient's own rate (what makes the features transfer between patients). The first
+    beat's pre_rr is its post_rr and the last beat's post_rr its pre_rr (no neighbour there).
+    """
+    n = len(peaks)
+    if n < 2:
+        out = np.zeros((n, 6), dtype=np.float32)
+        out[:, 4:] = 1.0
+        return out
+    rr = np.diff(peaks).astype(np.float64) / fs           # rr[k]: beat k -> k+1
+    pre = np.concatenate([rr[:1], rr])
+    post = np.concatenate([rr, rr[-1:]])
+    csum = np.concatenate([[0.0], np.cumsum(rr)])
+    i = np.arange(n)
+    lo, hi = np.clip(i - 5, 0, n - 1), np.clip(i + 5, 1, n - 1)  # rr indices [i-5, i+5)
+    local = (csum[hi] - csum[lo]) / (hi - lo)
+    avg = np.full(n, rr.mean())
+    return np.stack([pre, post, local, avg, pre / avg, post / avg], axis=1).astype(np.float32)
+
+
+def process_record(path: Path, s: SignalSettings, window_seconds: float | None = None):
+    """Beats of one record (and, for `window_seconds`, its non-overlapping long windows)."""
+    raw, fs, samples, symbols = read_record(path, s.lead)
+    is_beat = np.array([sym in AAMI_INDEX for sym in symbols], dtype=bool)
+    samples, symbols = samples[is_beat], symbols[is_beat]
+    y = np.array([AAMI_INDEX[sym] for sym in symbols], dtype=np.int64)
+
+    sig, fs_out = resample(filter_signal(raw, fs, s), fs, s.resample_hz)
+    if s.normalize == "record_zscore":
+        sig = zscore(sig)
+    peaks = np.clip(np.round(samples * fs_out / fs).astype(np.int64), 0, len(sig) - 1)
+    before, after = window_lengths(fs_out, s)
+    beats = cut_beats(sig, peaks, before, after)
+    if s.normalize == "beat_zscore":
+        beats = zscore(beats, axis=1)
+    out = RecordBeats(x=beats.astype(np.float32), y=y, rr=rr_features(samples, fs),
+                      sample=samples, symbol=symbols.astype("<U1"))
+
+    windows = None
+    if window_seconds is not None:
+        w = int(round(window_seconds * fs_out))
+        if w < 1:
+            raise ValueError(f"data.ssl_window_seconds={window_seconds} is shorter than one sample")
+        n = len(sig) // w  # the incomplete tail window is left out (unlabelled data, no beat lost)
+        windows = sig[: n * w].reshape(n, w)
+        if s.normalize == "beat_zscore":  # per-unit z-score, like the beats
+            windows = zscore(windows, axis=1)
+        windows = windows.astype(np.float32)
+    return out, windows, fs_out

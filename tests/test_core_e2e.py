@@ -1,0 +1,160 @@
+"""End-to-end behaviour of the framework on real data: main.py runs, outputs, resume,
+determinism, TensorBoard contents, multirun + summariser, error messages."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from exp.exp_basic import Exp_Basic
+from tests.helpers import REPO, compose_cfg, read_metrics, run_experiment
+
+# Small, quick settings on UCR ECG200 (100/100 real heartbeats).
+ECG200 = ["task=classification", "model=resnet1d", "data=ucr", "data.name=ECG200",
+          "model.widths=[16,16,16]", "trainer.progress=false", "trainer.batch_size=16"]
+
+
+def _main(args, env_extra=None, cwd=REPO):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "main.py", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_main_py_runs_and_writes_run_directory(data_dir, cache_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    r = _main([*ECG200, "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"],
+              {"DATA_DIR": str(data_dir), "CACHE_DIR": str(cache_dir)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = read_metrics(run_dir)
+    assert set(m) >= {"val", "test"}
+    for key in ("accuracy", "macro_f1", "auroc", "per_class"):
+        assert key in m["test"]
+    assert sum(c["support"] for c in m["test"]["per_class"].values()) == 100  # every test sample
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert "test" in r.stdout + r.stderr
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for t in ("train/loss", "train/lr", "val/macro_f1", "final/test/accuracy"):
+        assert t in tags["scalars"], (t, tags["scalars"])
+    assert any("confusion_matrix" in t for t in tags["images"])
+    plugins = acc.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugins
+
+
+def test_resumed_run_equals_uninterrupted_run(data_dir, cache_dir, tmp_path, monkeypatch):
+    edit = _paths(data_dir, cache_dir)
+    args = [*ECG200, "trainer.max_epochs=4", "trainer.patience=null", "model.widths=[8,8,8]",
+            "trainer.mixup_alpha=0.2", "scheduler=step", "scheduler.step_size=2", "seed=3"]
+    full = run_experiment(args, tmp_path / "full", edit)
+
+    # Kill the second run in the middle of epoch 3 (after 2 finished epochs and 2 more steps).
+    original = Exp_Basic._after_optimizer_step
+
+    def crash(self):
+        original(self)
+        if self.state["epoch"] == 2 and self.state["step"] == 2 * 5 + 2:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(args, tmp_path / "resumed", edit)
+    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", original)
+    resumed = run_experiment([*args, "trainer.resume=true"], tmp_path / "resumed", edit)
+
+    assert resumed["test"]["loss"] == pytest.approx(full["test"]["loss"], abs=1e-6)
+    assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
+    assert resumed["val"]["loss"] == pytest.approx(full["val"]["loss"], abs=1e-6)
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_same_seed_same_metrics_other_seed_differs(data_dir, cache_dir, tmp_path):
+    edit = _paths(data_dir, cache_dir)
+    args = [*ECG200, "trainer.max_epochs=2", "model.widths=[8,8,8]"]
+    a = run_experiment([*args, "seed=1"], tmp_path / "a", edit)
+    b = run_experiment([*args, "seed=1"], tmp_path / "b", edit)
+    c = run_experiment([*args, "seed=2"], tmp_path / "c", edit)
+    assert a["test"]["loss"] == b["test"]["loss"]
+    assert a["test"]["loss"] != c["test"]["loss"]
+
+
+def test_transformer_classifier_runs_on_real_data(data_dir, cache_dir, tmp_path):
+    m = run_experiment(["task=classification", "model=transformer", "data=ucr", "data.name=ECG200",
+                        "trainer.progress=false", "trainer.max_epochs=2", "model.d_model=16",
+                        "model.n_layers=1"], tmp_path / "t", _paths(data_dir, cache_dir))
+    assert 0.0 <= m["test"]["accuracy"] <= 1.0
+    assert sum(c["support"] for c in m["test"]["per_class"].values()) == 100
+
+
+def test_multirun_and_summariser(data_dir, cache_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    r = _main(["-m", *ECG200, "trainer.max_epochs=1", "model.widths=[8,8,8]", "seed=0,1",
+               f"hydra.sweep.dir={sweep}"], {"DATA_DIR": str(data_dir), "CACHE_DIR": str(cache_dir)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list(sweep.rglob("metrics.json"))) == 2
+    s = subprocess.run([sys.executable, "scripts/summarise.py", str(sweep)], cwd=REPO,
+                       capture_output=True, text=True)
+    assert s.returncode == 0, s.stderr
+    assert "± " in s.stdout and "| 2 |" in s.stdout  # both seeds in one row
+    assert (sweep / "summary.csv").read_text().count("\n") == 2
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["model=no_such_model"], ["model", "resnet1d", "transformer"]),
+    (["data=nope"], ["data", "ecg", "ucr"]),
+    (["task=nope"], ["task", "classification"]),
+    (["trainer.no_such_key=1"], ["no_such_key"]),
+])
+def test_wrong_choice_or_key_fails_before_work_and_names_it(args, expected, tmp_path):
+    r = _main([*args, f"hydra.run.dir={tmp_path / 'never'}"])
+    assert r.returncode != 0
+    for word in expected:
+        assert word in r.stderr + r.stdout
+    assert not (tmp_path / "never" / "metrics.json").exists()
+
+
+def test_bad_values_fail_with_the_fix(data_dir, tmp_path):
+    from main import run
+    cfg = compose_cfg([*ECG200, "trainer.device=gpu"])
+    with pytest.raises(ValueError, match="trainer.device=gpu.*auto, cpu, cuda"):
+        run(cfg, tmp_path)
+    cfg = compose_cfg([*ECG200, "trainer.precision=fp8"])
+    with pytest.raises(ValueError, match="fp32, bf16"):
+        run(cfg, tmp_path)
+    cfg = compose_cfg([*ECG200, "trainer.resume=true", f"paths.data_dir={data_dir}"])
+    with pytest.raises(FileNotFoundError, match="hydra.run.dir"):
+        run(cfg, tmp_path / "fresh")
+
+
+def test_every_model_composes_with_every_data_family():
+    models = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
+    datas = sorted(p.stem for p in (REPO / "conf" / "data").glob("*.yaml"))
+    assert {"resnet1d", "transformer"} <= set(models) and {"ecg", "ucr", "uea"} <= set(datas)
+    for model in models:
+        for data in datas:
+            cfg = compose_cfg([f"model={model}", f"data={data}"])
+            assert cfg.model.name and cfg.data.family and cfg.task.name
+            assert "_target_" in cfg.model and "_target_" in cfg.loss
+
+
+def test_model_config_picks_its_task_and_command_line_wins():
+    assert compose_cfg(["model=resnet1d"]).task.name == "classification"
+    models = {p.stem for p in (REPO / "conf" / "model").glob("*.yaml")}
+    if "ts2vec" in models:
+        assert compose_cfg(["model=ts2vec"]).task.name == "pretrain"
+        assert compose_cfg(["model=ts2vec", "task=classification"]).task.name == "classification"
+
+
+def _paths(data_dir, cache_dir):
+    def edit(cfg):
+        cfg.paths.data_dir = str(data_dir)
+        cfg.paths.cache_dir = str(cache_dir)
+    return edit
