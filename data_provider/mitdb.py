@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
@@ -168,6 +169,24 @@ def _class_counts(ds: ArrayDataset) -> dict[str, int]:
     return {c: int(n) for c, n in zip(CLASS_NAMES, counts)}
 
 
+def _rr_standardiser(train: ArrayDataset):
+    """Clip bounds and z-score statistics of the RR features, from the training beats only.
+    Annotation gaps make a few RR intervals last tens of seconds; clipping at the training
+    0.5/99.5 percentiles keeps such outliers from dominating the classifier's input."""
+    f = train.arrays["features"].numpy().astype(np.float64)
+    lo, hi = np.percentile(f, [0.5, 99.5], axis=0)
+    clipped = np.clip(f, lo, hi)
+    return lo, hi, clipped.mean(axis=0), clipped.std(axis=0) + 1e-6
+
+
+def _apply_rr(ds: ArrayDataset, stats) -> None:
+    if stats is None or "features" not in ds.arrays:
+        return
+    lo, hi, mu, sd = stats
+    f = np.clip(ds.arrays["features"].numpy().astype(np.float64), lo, hi)
+    ds.arrays["features"] = torch.from_numpy(((f - mu) / sd).astype(np.float32))
+
+
 def build(cfg) -> DataBundle:
     d = cfg.data
     settings = settings_from_cfg(d)
@@ -187,6 +206,9 @@ def build(cfg) -> DataBundle:
                     window_records=recs["train"] + recs["val"])
 
     labelled = {name: _beat_dataset(a, r, True, rr) for name, r in recs.items()}
+    rr_stats = _rr_standardiser(labelled["train"]) if rr and bool(_get(d, "rr_standardize", True)) else None
+    for ds in labelled.values():
+        _apply_rr(ds, rr_stats)
     beat_len = int(a["x"].shape[1])
     meta = {
         "in_channels": 1, "seq_len": beat_len, "num_classes": len(CLASS_NAMES),
@@ -201,6 +223,8 @@ def build(cfg) -> DataBundle:
 
     if ssl_unit == "beat":
         unlabelled = {name: _beat_dataset(a, recs[name], False, rr) for name in ("train", "val")}
+        for ds in unlabelled.values():
+            _apply_rr(ds, rr_stats)
     else:
         unlabelled = {name: _window_dataset(a, recs[name]) for name in ("train", "val")}
         meta["seq_len"] = int(a["wx"].shape[1])

@@ -96,7 +96,7 @@ class Exp_Basic:
 
     def _model_dims(self) -> dict:
         """Data-dependent sizes a model constructor may take."""
-        return {k: v for k, v in self.meta.items() if isinstance(v, (int, float, str, list, tuple))}
+        return {k: v for k, v in self.meta.items() if isinstance(v, (int, float, str, list, tuple, dict))}
 
     def _build_model(self) -> nn.Module:
         return build(self.cfg.model, **self._model_dims())

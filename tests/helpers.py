@@ -27,3 +27,10 @@ def run_experiment(overrides: list[str], run_dir: Path, cfg_edit=None) -> dict:
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def data_cfg(name: str):
+    """The `data` node of conf/data/<name>.yaml (files that also set trainer defaults are
+    `@package _global_` and nest it under `data:`)."""
+    node = OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml")
+    return node.data if "data" in node else node

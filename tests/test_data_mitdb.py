@@ -12,6 +12,8 @@ import torch
 import wfdb
 from omegaconf import OmegaConf
 
+from tests.helpers import data_cfg
+
 from data_provider import mitdb
 from data_provider.data_factory import data_provider
 from data_provider.mitdb_signal import SignalSettings, process_record
@@ -27,7 +29,7 @@ SMALL = dict(ds1_records=[101, 114, 118], val_records=[118], ds2_records=[100, 1
 
 def make_cfg(data_dir, cache_dir, task="classification", **data):
     cfg = OmegaConf.create({
-        "data": OmegaConf.load(REPO / "conf/data/ecg.yaml"),
+        "data": data_cfg("ecg"),
         "paths": {"data_dir": str(data_dir), "cache_dir": str(cache_dir)},
         "task": {"name": task}, "seed": 0})
     for key, value in {**SMALL, **data}.items():
@@ -75,7 +77,7 @@ def test_splits_disjoint_patients_and_every_test_beat_kept(small, data_dir):
     assert len(small.splits["test"]) == sum(want.values())      # no beat dropped, edges included
     assert small.meta["class_counts"]["test"] == {c: want[c] for c in ORDER}
     item = small.splits["test"][0]
-    assert item["x"].shape == (252, 1) and item["x"].dtype.is_floating_point
+    assert item["x"].shape == (126, 1) and item["x"].dtype.is_floating_point  # 0.7 s at the default 180 Hz
     assert item["x"].dtype == torch.float32 and item["y"].dtype == torch.int64
     assert small.meta["num_classes"] == 5 and small.meta["class_names"] == ORDER
     assert small.splits["test"].arrays["index"].tolist() == list(range(len(small.splits["test"])))
@@ -125,7 +127,7 @@ def test_window_filter_normalize_resample_change_output(data_dir, cache_dir, sma
     one = dict(ds1_records=[101, 118], val_records=[118], ds2_records=[100])
     base = mitdb.build(make_cfg(data_dir, cache_dir, **one))
     longer = mitdb.build(make_cfg(data_dir, cache_dir, window_before_s=0.3, **one))
-    assert longer.meta["seq_len"] == 108 + 162 and base.meta["seq_len"] == 252
+    assert longer.meta["seq_len"] == 54 + 81 and base.meta["seq_len"] == 126
     bp = mitdb.build(make_cfg(data_dir, cache_dir, filter="bandpass", **one))
     raw = mitdb.build(make_cfg(data_dir, cache_dir, filter="none", **one))
     x = [b.splits["test"].arrays["x"].numpy() for b in (base, bp, raw)]
@@ -156,11 +158,12 @@ def test_missing_folder_error_names_folder_files_source_and_download(tmp_path, c
     assert "https://physionet.org/content/mitdb/1.0.0/" in msg and "data.download=true" in msg
 
 
-def test_rr_features(small):
-    ds = small.splits["test"]
+def test_rr_features(data_dir, cache_dir):
+    raw = mitdb.build(make_cfg(data_dir, cache_dir, rr_standardize=False))
+    ds = raw.splits["test"]
     f = ds.arrays["features"].numpy()
     rec = ds.arrays["patient_id"].numpy()
-    assert f.shape == (len(ds), 6) and f.dtype == np.float32 and small.meta["extra_features"] == 6
+    assert f.shape == (len(ds), 6) and f.dtype == np.float32 and raw.meta["extra_features"] == 6
     same = rec[1:] == rec[:-1]
     np.testing.assert_allclose(f[1:, 0][same], f[:-1, 1][same])      # pre-RR(i) == post-RR(i-1)
     assert 0.2 < np.median(f[:, 0]) < 1.5                              # seconds, a heart rate
@@ -172,6 +175,19 @@ def test_rr_features(small):
     i = 100  # local average = mean of the 10 RR intervals around beat i (pre of i-4..i, post of i..i+4)
     np.testing.assert_allclose(r100[i, 2], np.mean(np.r_[r100[i - 4:i + 1, 0], r100[i:i + 5, 1]]),
                                rtol=1e-5)
+
+
+def test_rr_features_standardised_with_training_statistics_only(data_dir, cache_dir, small):
+    raw = mitdb.build(make_cfg(data_dir, cache_dir, rr_standardize=False))
+    train = raw.splits["train"].arrays["features"].numpy().astype(np.float64)
+    lo, hi = np.percentile(train, [0.5, 99.5], axis=0)
+    mu, sd = np.clip(train, lo, hi).mean(0), np.clip(train, lo, hi).std(0) + 1e-6
+    for split in ("train", "test"):
+        expected = (np.clip(raw.splits[split].arrays["features"].numpy(), lo, hi) - mu) / sd
+        np.testing.assert_allclose(small.splits[split].arrays["features"].numpy(), expected, rtol=1e-4, atol=1e-4)
+    std = small.splits["train"].arrays["features"].numpy()
+    np.testing.assert_allclose(std.mean(0), 0, atol=1e-3)
+    np.testing.assert_allclose(std.std(0), 1, atol=1e-2)
 
 
 def test_rr_features_off(data_dir, cache_dir):
@@ -196,8 +212,8 @@ def test_pretrain_beat_and_window_splits(data_dir, cache_dir, small):
     w = mitdb.build(make_cfg(data_dir, cache_dir, task="pretrain", ssl_unit="window",
                              ssl_window_seconds=10.0))
     x = w.splits["train"].arrays["x"]
-    assert tuple(x.shape) == (2 * (650000 // 3600), 3600, 1) and w.meta["seq_len"] == 3600
-    assert w.meta["downstream_seq_len"] == 252
+    assert tuple(x.shape) == (2 * (650000 // 3600), 1800, 1) and w.meta["seq_len"] == 1800
+    assert w.meta["downstream_seq_len"] == 126
     assert set(w.splits["train"].arrays["patient_id"].tolist()) == {101, 114}
     assert set(w.splits["val"].arrays["patient_id"].tolist()) == {118}
     with pytest.raises(ValueError, match="ssl_unit"):

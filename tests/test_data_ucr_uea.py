@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
+
+from tests.helpers import data_cfg
 from torch.utils.data import DataLoader
 
 from data_provider import ucr_uea, tfc_data
@@ -19,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_cfg(family, name, data_dir, cache_dir=None, task="classification", seed=0, **data):
-    base = OmegaConf.load(REPO / "conf" / "data" / f"{family}.yaml")
+    base = data_cfg(family)
     cfg = OmegaConf.create({"data": base, "seed": seed, "task": {"name": task},
                             "paths": {"data_dir": str(data_dir),
                                       "cache_dir": str(cache_dir) if cache_dir else None}})

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from tests.helpers import data_cfg
+
 from data_provider import mitdb
 from data_provider.mitdb_manifest import MITDB_FILES
 from utils.download import DownloadError, sha256_of
@@ -42,7 +44,7 @@ def serve():
 
 
 def make_cfg(data_dir, cache_dir, url, **data):
-    cfg = OmegaConf.create({"data": OmegaConf.load(REPO / "conf/data/ecg.yaml"),
+    cfg = OmegaConf.create({"data": data_cfg("ecg"),
                             "paths": {"data_dir": str(data_dir), "cache_dir": str(cache_dir)},
                             "task": {"name": "classification"}, "seed": 0})
     cfg.data.update({"ds1_records": [101], "val_records": [], "ds2_records": [100],

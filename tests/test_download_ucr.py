@@ -10,6 +10,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.helpers import data_cfg
+
 from data_provider import ucr_uea
 from utils.download import DownloadError
 
@@ -57,7 +59,7 @@ def make_zip(path, src_dir, name, test_lines=None):
 
 
 def make_cfg(data_dir, url, **data):
-    cfg = OmegaConf.create({"data": OmegaConf.load(REPO / "conf" / "data" / "ucr.yaml"),
+    cfg = OmegaConf.create({"data": data_cfg("ucr"),
                             "seed": 0, "task": {"name": "classification"},
                             "paths": {"data_dir": str(data_dir), "cache_dir": None}})
     cfg.data.name = "GunPoint"

@@ -14,6 +14,9 @@ class CrossEntropy(nn.Module):
         super().__init__()
         self.label_smoothing = label_smoothing
         weight = None
+        if isinstance(class_counts, dict):  # {split: {class: n}} or {class: n}
+            class_counts = class_counts.get("train", class_counts)
+            class_counts = list(class_counts.values()) if isinstance(class_counts, dict) else class_counts
         if class_weights == "balanced":
             if class_counts is None:
                 raise ValueError("loss.class_weights=balanced needs the training class counts; "

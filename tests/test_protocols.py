@@ -1,0 +1,97 @@
+"""Downstream protocols on real data (ECG200 series as features), label fractions, and the
+ridge forecasting protocol."""
+import numpy as np
+import pytest
+import torch
+
+from models.ts2vec import TS2Vec
+from utils.protocols import FEATURE_PROTOCOLS, get_protocol, stratified_subset
+from utils.protocols.ridge_forecast import evaluate_forecasting, forecast_samples
+from utils.protocols.svm import fit_svm
+
+
+@pytest.fixture(scope="module")
+def ecg200(data_dir, cache_dir):
+    from tests.test_ts2vec import load_ucr
+    b = load_ucr("ECG200", data_dir, cache_dir)
+    return {s: (b.splits[s].arrays["x"], b.splits[s].arrays["y"].numpy()) for s in ("train", "val", "test")}
+
+
+# accuracy bars on raw ECG200 (majority class: 0.64; UCR's 1-NN Euclidean: 0.88)
+BARS = {"svm": 0.80, "logistic": 0.75, "knn": 0.83, "linear": 0.72}
+
+
+@pytest.mark.parametrize("name", list(FEATURE_PROTOCOLS))
+def test_feature_protocols_on_ecg200(ecg200, name):
+    (xtr, ytr), (xva, yva), (xte, yte) = ecg200["train"], ecg200["val"], ecg200["test"]
+    f = lambda x: x[..., 0].numpy()
+    clf = get_protocol(name)(f(xtr), ytr, num_classes=2, val_features=f(xva), val_y=yva, seed=0)
+    pred, scores = clf.predict(f(xte)), clf.scores(f(xte))
+    assert scores.shape == (len(yte), 2)
+    assert np.array_equal(pred, scores.argmax(1))
+    assert (pred == yte).mean() >= BARS[name]
+
+
+def test_svm_grid_search_runs_when_there_is_enough_data(ecg200):
+    (xtr, ytr), (xva, yva), _ = ecg200["train"], ecg200["val"], ecg200["test"]
+    x, y = np.concatenate([xtr[..., 0], xva[..., 0]]), np.concatenate([ytr, yva])
+    clf = fit_svm(x, y)                                    # 100 samples: 5-fold search over C
+    assert clf.estimator.C in (1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000, 10000, np.inf)
+    small = fit_svm(x[:30], y[:30])                        # < 50 samples: hard margin directly
+    assert small.estimator.C == np.inf
+
+
+def test_finetune_trains_a_copy_and_beats_the_majority(ecg200):
+    (xtr, ytr), _, (xte, yte) = ecg200["train"], ecg200["val"], ecg200["test"]
+    torch.manual_seed(0)
+    model = TS2Vec(1, output_dims=32, hidden_dims=16, depth=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clf = get_protocol("finetune")(model, xtr, ytr, num_classes=2, seed=0, epochs=25, lr=1e-3,
+                                   batch_size=16, patience=None)
+    assert (clf.predict(xte) == yte).mean() >= 0.72
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_stratified_label_fractions():
+    y = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    a, b = stratified_subset(y, 0.1, seed=3), stratified_subset(y, 0.1, seed=3)
+    assert np.array_equal(a, b)                            # seeded
+    counts = np.bincount(y[a], minlength=3)
+    assert counts.tolist() == [9, 1, 1]                    # per class, at least one
+    assert not np.array_equal(a, stratified_subset(y, 0.1, seed=4))
+    assert len(stratified_subset(y, 1.0)) == 100
+    assert np.bincount(y[stratified_subset(y, 0.01, 0)], minlength=3).tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="label_fraction"):
+        stratified_subset(y, 0.0)
+
+
+def test_forecast_samples_pair_each_step_with_the_next_values():
+    data = np.arange(10, dtype=float).reshape(1, 10, 1)
+    feats = data.copy()                                    # "representation" of t = x[t]
+    x, y = forecast_samples(feats, data, pred_len=3)
+    assert x.shape == (7, 1) and y.shape == (7, 3)
+    assert np.array_equal(y - x, np.tile([1.0, 2.0, 3.0], (7, 1)))
+    x, y = forecast_samples(feats, data, pred_len=3, drop=2)
+    assert x[0, 0] == 2 and len(x) == 5
+
+
+class LagFeatures:
+    """A stand-in representation model: step t's representation is x[t-7 .. t]."""
+
+    def encode(self, x, pooling=None, causal=False, sliding_length=None, sliding_padding=0, **_):
+        assert causal and sliding_length == 1
+        x = np.asarray(x)
+        pad = np.concatenate([np.zeros((x.shape[0], 7, x.shape[2])), x], axis=1)
+        return np.stack([pad[:, t:t + 8].reshape(x.shape[0], -1) for t in range(x.shape[1])], axis=1)
+
+
+def test_ridge_forecasting_protocol_predicts_a_sine():
+    t = np.arange(1200)
+    data = (np.sin(2 * np.pi * t / 50) + 0.05 * np.random.default_rng(0).normal(size=t.size))
+    data = data.reshape(1, -1, 1)
+    res = evaluate_forecasting(LagFeatures(), data, slice(0, 800), slice(800, 1000),
+                               slice(1000, 1200), pred_lens=[5, 24], padding=8)
+    assert set(res) == {5, 24}
+    for h in (5, 24):
+        assert res[h]["mse"] < 0.05 * data.var()          # far better than predicting the mean
+    assert res[5]["mse"] <= res[24]["mse"] + 1e-3

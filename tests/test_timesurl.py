@@ -1,0 +1,129 @@
+"""TimesURL: frequency mixing changes only the chosen frequency bins, segment masks,
+aligned views, Universum hard negatives and the joint loss."""
+import numpy as np
+import pytest
+import torch
+
+from models.timesurl import TimesURL, frequency_mix, segment_mask
+from utils.losses_timesurl import (TimesURLLoss, dual_instance_loss, dual_temporal_loss,
+                                   instance_universum, masked_mse, temporal_universum)
+from utils.losses_ts2vec import instance_contrastive_loss, temporal_contrastive_loss
+
+
+def test_frequency_mix_replaces_exactly_the_chosen_bins():
+    torch.manual_seed(0)
+    x, partner = torch.randn(4, 64, 2, dtype=torch.float64), torch.randn(4, 64, 2, dtype=torch.float64)
+    mixed, chosen = frequency_mix(x, 0.5, partner=partner, return_mask=True)
+    assert mixed.shape == x.shape and mixed.dtype == x.dtype
+    fm, fx, fp = (torch.fft.rfft(a, dim=1) for a in (mixed, x, partner))
+    assert 0.3 < chosen.float().mean() < 0.7
+    assert torch.allclose(fm[chosen], fp[chosen], atol=1e-9)
+    assert torch.allclose(fm[~chosen], fx[~chosen], atol=1e-9)
+    # odd length too, and the two extreme rates
+    y = torch.randn(3, 51, 1, dtype=torch.float64)
+    assert torch.allclose(frequency_mix(y, 0.0), y, atol=1e-9)
+    assert torch.allclose(frequency_mix(y, 1.0, partner=y.flip(0)), y.flip(0), atol=1e-9)
+
+
+def test_frequency_mix_partner_comes_from_the_same_batch():
+    torch.manual_seed(1)
+    x = torch.randn(5, 32, 1, dtype=torch.float64)
+    mixed, chosen = frequency_mix(x, 0.5, return_mask=True)
+    fm, fx = torch.fft.rfft(mixed, dim=1), torch.fft.rfft(x, dim=1)
+    for i in range(5):
+        bins = chosen[i]
+        assert any(torch.allclose(fm[i][bins], fx[j][bins], atol=1e-9) for j in range(5))
+
+
+def test_segment_mask_counts():
+    torch.manual_seed(0)
+    m = segment_mask(6, 200, 3, segment_num=3, ratio=0.05)
+    per = m.sum(dim=1)                                   # B x C hidden steps
+    assert m.shape == (6, 200, 3)
+    assert (per >= 10).all() and (per <= 30).all()       # 3 segments of 10 steps, may overlap
+
+
+def test_views_align_and_reconstruction_targets_are_the_input():
+    torch.manual_seed(0)
+    model = TimesURL(1, output_dims=16, hidden_dims=8, depth=2, freq_mix_rate=0.0)
+    t = 60
+    x = torch.arange(t, dtype=torch.float32).view(1, t, 1).repeat(4, 1, 1)
+    out = model({"x": x})
+    assert out["z1"].shape == out["z2"].shape and out["z1"].shape[-1] == 16
+    assert out["recon1"].shape == out["target1"].shape == out["rmask1"].shape
+    # without mixing both views hold the same time steps (consecutive integers)
+    assert torch.allclose(out["target1"], out["target2"], atol=1e-4)
+    steps = out["target1"][..., 0]
+    assert torch.allclose(steps[:, 1:] - steps[:, :-1], torch.ones(1))
+    # the masks of both views are the same full-series mask, cropped
+    assert torch.equal(out["rmask1"], out["rmask2"])
+
+
+def test_encoder_sees_no_timestamp_mask_and_the_view_mixing_changes_view_two():
+    torch.manual_seed(0)
+    model = TimesURL(2, output_dims=8, hidden_dims=4, depth=1)
+    assert model.encoder.mask_mode == "all_true"
+    out = model({"x": torch.randn(6, 40, 2)})
+    assert not torch.allclose(out["target1"], out["target2"])
+
+
+def test_universums_mix_with_another_step_or_instance():
+    torch.manual_seed(0)
+    z = torch.randn(3, 7, 4, dtype=torch.float64)
+    lam = 0.2
+    rest = (temporal_universum(z, lam) - lam * z) / (1 - lam)
+    for b in range(3):
+        for t in range(7):
+            matches = [s for s in range(7) if torch.allclose(rest[b, t], z[b, s])]
+            assert matches and t not in matches
+    rest = (instance_universum(z, lam) - lam * z) / (1 - lam)
+    for b in range(3):
+        matches = [j for j in range(3) if torch.allclose(rest[b], z[j])]
+        assert matches and b not in matches
+
+
+def test_universum_negatives_raise_the_contrastive_loss():
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(4, 6, 8), torch.randn(4, 6, 8)
+    # extra negatives only enlarge the softmax denominators
+    assert dual_instance_loss(z1, z2) > instance_contrastive_loss(z1, z2)
+    assert dual_temporal_loss(z1, z2) > temporal_contrastive_loss(z1, z2)
+    with pytest.raises(ValueError, match="universum_lambda"):
+        TimesURLLoss(universum_lambda=0.8)
+
+
+def test_joint_loss_parts_and_weights():
+    torch.manual_seed(0)
+    target = torch.randn(2, 5, 3)
+    recon = torch.randn(2, 5, 3)
+    mask = torch.zeros(2, 5, 3, dtype=torch.bool)
+    mask[0, 1:3, 0] = True
+    want = ((target - recon)[mask] ** 2).mean()
+    assert masked_mse(target, recon, mask).item() == pytest.approx(want.item())
+    out = {"z1": torch.randn(2, 5, 4), "z2": torch.randn(2, 5, 4), "recon1": recon,
+           "recon2": recon, "target1": target, "target2": target, "rmask1": mask, "rmask2": mask}
+    loss = TimesURLLoss(contrastive_weight=0.01, recon_weight=1.0)(out, {})
+    assert set(loss) == {"loss", "contrastive", "recon"}
+    assert loss["recon"].item() == pytest.approx(want.item())
+    assert loss["loss"].item() == pytest.approx(0.01 * loss["contrastive"].item() + want.item(),
+                                                rel=1e-5)
+
+
+def test_timesurl_loss_falls_on_ecg200(data_dir, cache_dir):
+    from tests.test_ts2vec import load_ucr
+    torch.manual_seed(0)
+    x = load_ucr("ECG200", data_dir, cache_dir).splits["train"].arrays["x"].float()
+    model = TimesURL(1, output_dims=32, hidden_dims=16, depth=3)
+    loss_fn = TimesURLLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for step in range(40):
+        batch = {"x": x[torch.randint(0, len(x), (16,))]}
+        loss = loss_fn(model(batch), batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.on_train_step_end(step)
+        losses.append(loss.item())
+    assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])
+    assert model.encode(x[:10]).shape == (10, 32)
