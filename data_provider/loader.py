@@ -50,7 +50,9 @@ class ArrayBatches:
         for c in torch.unique(y):
             members = torch.nonzero(y == c).flatten()
             keep[members[:max_per_class]] = True
-        return order[keep]
+        kept = order[keep]
+        # shuffle again: the majority class's kept samples sit early in `order`
+        return kept[torch.randperm(len(kept), generator=self.generator)]
 
     def __len__(self) -> int:
         full, rest = divmod(self.n, self.batch_size)

@@ -75,3 +75,17 @@ def test_rng_state_round_trip_through_weights_only_checkpoint(tmp_path):
 def test_missing_checkpoint_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="best.pt"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_max_per_class_caps_each_class_and_mixes_classes_through_the_epoch():
+    y = torch.cat([torch.zeros(900), torch.ones(60), torch.full((40,), 2)]).long()
+    ds = ArrayDataset(x=torch.randn(1000, 4, 1), y=y)
+    batches = list(make_loader(ds, batch_size=20, train=True, seed=0, epoch=0, max_per_class=100))
+    labels = torch.cat([b["y"] for b in batches])
+    assert torch.bincount(labels).tolist() == [100, 60, 40]
+    # the majority class is spread over the epoch, not bunched at its start
+    first, second = labels[:100], labels[100:]
+    assert 25 <= int((first == 0).sum()) <= 75 and 25 <= int((second == 0).sum()) <= 75
+    other = torch.cat([b["y"] for b in make_loader(ds, batch_size=20, train=True, seed=0, epoch=1,
+                                                   max_per_class=100)])
+    assert not torch.equal(labels, other)  # a fresh draw every epoch

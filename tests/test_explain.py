@@ -242,6 +242,19 @@ def test_deletion_order_takes_the_top_steps_first_and_breaks_ties_at_random():
     assert len({tuple(o[3:].tolist()) for o in order}) > 10    # zeros: no fixed order
 
 
+def test_segment_deletion_orders_whole_segments():
+    sal = torch.tensor([[0.0, 0.0, 0.0, 9.0, 1.0, 1.0, 5.0]])   # segments of 3: means 0, 10/3, 5
+    order = deletion_order(sal, torch.Generator().manual_seed(0), segment_len=3)
+    assert order[0, :1].tolist() == [6] and sorted(order[0, 1:4].tolist()) == [3, 4, 5]
+    assert order[0, 1:4].tolist() == [3, 4, 5] and order[0, 4:].tolist() == [0, 1, 2]
+    rnd = random_order(4, 10, torch.Generator().manual_seed(1), segment_len=4)
+    assert all(sorted(r.tolist()) == list(range(10)) for r in rnd)
+    for r in rnd.tolist():                                # each segment stays contiguous
+        seg_ids = [v // 4 for v in r]
+        assert sum(a != b for a, b in zip(seg_ids, seg_ids[1:])) == 2      # 3 runs
+        assert all(b == a + 1 for a, b, sa, sb in zip(r, r[1:], seg_ids, seg_ids[1:]) if sa == sb)
+
+
 def test_class_profiles_average_normalised_maps():
     maps = np.array([[0.0, 2.0, 4.0], [1.0, 1.0, 1.0], [3.0, 1.0, 2.0]])
     np.testing.assert_allclose(normalize_maps(maps), [[0, .5, 1], [0, 0, 0], [1, 0, .5]])

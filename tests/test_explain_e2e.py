@@ -47,7 +47,7 @@ def test_explain_task_on_a_small_mitdb_classifier(tmp_path, data_dir, cache_dir,
 
     z = np.load(explain_dir / "explanations.npz")
     n, t = z["x"].shape[:2]
-    assert n == m["explained"] and t == 252 and z["x"].shape[2] == 1
+    assert n == m["explained"] and t > 100 and z["x"].shape[2] == 1           # whole beats
     assert z["map_cam"].shape == z["map_gradcam"].shape == (n, t)            # input length
     assert z["map_guided_backprop"].shape == z["map_guided_gradcam"].shape == (n, t, 1)
     assert z["profile_gradcam"].shape == (5, t)

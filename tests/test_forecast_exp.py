@@ -93,3 +93,24 @@ def test_patchtst_pretrain_then_finetune_from_its_backbone(tmp_path, data_dir):
                     f"model.pretrained={pre / 'checkpoints' / 'best.pt'}",
                     "trainer.batch_size=64", "trainer.max_steps=5"], ft)
     assert read_metrics(ft)["test"]["windows"] == ILI_TEST_WINDOWS
+
+
+def test_paper_settings_compose():
+    from utils.compose import compose_cfg
+    p = compose_cfg(["experiment=patchtst_etth1"])
+    assert (p.task.name, p.loss._target_) == ("forecast", "utils.forecast_losses.ForecastMSE")
+    assert (p.data.seq_len, p.model.patch_len, p.model.stride) == (336, 16, 8)
+    assert (p.model.d_model, p.model.n_heads, p.model.e_layers, p.model.d_ff) == (16, 4, 3, 128)
+    assert (p.trainer.batch_size, p.optimizer.lr) == (128, 1e-4)
+    horizons = {}
+    for name in ("informer_etth1", "informer_etth1_h48", "informer_etth1_h168",
+                 "informer_etth1_h336", "informer_etth1_h720"):
+        c = compose_cfg([f"experiment={name}"])
+        horizons[c.data.pred_len] = (c.data.seq_len, c.data.label_len)
+        assert c.model.d_model == 512 and c.trainer.max_epochs == 6 and c.trainer.batch_size == 32
+    assert horizons == {24: (48, 48), 48: (96, 48), 168: (168, 168), 336: (168, 168),
+                        720: (336, 336)}
+    c = compose_cfg(["experiment=crossformer_etth1"])
+    assert (c.data.seq_len, c.data.pred_len, c.model.factor, c.model.win_size) == (96, 96, 10, 2)
+    # the command line still wins over a model's own task and data
+    assert compose_cfg(["model=patchtst", "data=custom"]).data.family == "custom"

@@ -1,6 +1,5 @@
 """End to end: pretraining + downstream protocol through main.run, on UCR ECG200 and on a
 few MIT-BIH records (the headline command `python main.py model=timesurl data=ecg`)."""
-from pathlib import Path
 
 import numpy as np
 
@@ -64,3 +63,53 @@ def test_timesurl_on_mitdb_records(data_dir, cache_dir, tmp_path):
     assert test["per_class"]["N"]["sensitivity"] > 0.9
     assert res["test"]["accuracy"] > 0.85
     assert sum(c["support"] for c in test["per_class"].values()) == np.sum(test["confusion_matrix"])
+
+
+def test_ts2vec_forecasting_protocol_on_etth1(data_dir, cache_dir, tmp_path):
+    """data=ett: pretraining on the training rows, ridge on causal sliding representations."""
+    args = ["model=ts2vec", "data=ett", *TINY, *paths(data_dir, cache_dir), "model.depth=2",
+            "model.hidden_dims=8", "model.output_dims=16", "trainer.max_steps=3",
+            "task.forecast_padding=8", "task.pred_lens=[24,48]"]
+    run_experiment(args, tmp_path / "ett")
+    test = read_metrics(tmp_path / "ett")["test"]
+    assert test["protocol"] == "ridge" and {"24", "48"} <= set(test)
+    # scaled data: predicting the training mean scores about 1; the ridge forecast beats it
+    assert 0 < test["24"]["mse"] < 0.95 and test["24"]["mae"] < test["48"]["mae"] + 0.05
+
+
+def test_wrong_task_values_fail_before_any_work(tmp_path):
+    import pytest
+    from exp.exp_pretrain import Exp_Pretrain
+    for bad, msg in [("task.protocol=svn", "unknown protocol 'svn'.*svm, logistic, knn, linear, finetune"),
+                     ("task.encoder=first", "task.encoder=first is not valid; choose one of: last, best"),
+                     ("task.label_fraction=0", "label_fraction")]:
+        cfg = compose_cfg(["model=ts2vec", "data=ucr", bad, "paths.data_dir=/nonexistent"])
+        with pytest.raises(ValueError, match=msg):   # raised before the (missing) data is read
+            Exp_Pretrain(cfg, tmp_path)
+
+
+def test_killed_pretraining_resumes_exactly(data_dir, cache_dir, tmp_path, monkeypatch):
+    """Crops, timestamp masks and the weight average continue as if never interrupted."""
+    import pytest
+    import torch
+    from exp.exp_basic import Exp_Basic
+    args = ["model=ts2vec", "data=ucr", "data.name=ECG200", *TINY, *paths(data_dir, cache_dir),
+            "trainer.max_steps=30", "task.protocol=knn", "task.embedding_limit=0", "seed=5"]
+    full = run_experiment(args, tmp_path / "full")["test"]
+    original = Exp_Basic._after_optimizer_step
+
+    def crash(self):                      # 12 steps per epoch: die inside epoch 3
+        original(self)
+        if self.state["step"] == 26:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(args, tmp_path / "resumed")
+    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", original)
+    resumed = run_experiment([*args, "trainer.resume=true"], tmp_path / "resumed")["test"]
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert any(k.startswith("averaged.") for k in a)
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert resumed["accuracy"] == full["accuracy"]

@@ -95,3 +95,13 @@ def test_ridge_forecasting_protocol_predicts_a_sine():
     for h in (5, 24):
         assert res[h]["mse"] < 0.05 * data.var()          # far better than predicting the mean
     assert res[5]["mse"] <= res[24]["mse"] + 1e-3
+
+
+def test_capped_subsample_is_stratified_and_survives_singleton_classes():
+    from utils.protocols.base import subsample_rows
+    y = np.array([0] * 800 + [1] * 200)
+    keep = subsample_rows(y, 100, seed=0)
+    assert len(set(keep)) == 100 and np.bincount(y[keep]).tolist() == [80, 20]
+    y = np.array([0] * 500 + [1] * 499 + [2])           # class 2 has one member
+    keep = subsample_rows(y, 100, seed=0)
+    assert len(set(keep)) == 100 and np.array_equal(keep, subsample_rows(y, 100, seed=0))

@@ -33,7 +33,7 @@ def step(model, loss_fn, batch, opt, k, part: str = "loss"):
     parts["loss"].backward()
     opt.step()
     model.on_train_step_end(k)
-    return float(parts[part])
+    return float(parts[part].detach())
 
 
 def trainable(model):

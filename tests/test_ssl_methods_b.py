@@ -15,7 +15,7 @@ from models.ssl.comet import COMET
 from models.ssl.cpc import CPC
 from models.ssl.mae import MAE
 from models.ssl.tfc import TFC
-from models.ssl.wav2vec2 import Wav2Vec2, span_mask
+from models.ssl.wav2vec2 import span_mask
 from utils.contrastive_losses import nt_xent
 from utils.ssl_losses_b import (COMETLoss, TFCLoss, cpc_info_nce, id_contrastive_loss,
                                 masked_patch_mse, same_id_pairs, sample_distractors,

@@ -7,11 +7,13 @@ the same model, data, batch size and optimizer.
 
 The framework side is Exp_Basic._train_epoch (the loop every run uses: autocast, clipping
 check, scheduler, TensorBoard logging, progress bar off); the bare side is the textbook
-loop over the same in-memory tensors. Both get one warm-up epoch first.
+loop over the same in-memory tensors. Both get one warm-up epoch, then epochs of the two
+alternate and the medians are printed.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -42,10 +44,14 @@ def bare_epoch(model, criterion, optimizer, x, y, batch_size, extra, device):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5, help="timed epochs per loop (alternating)")
     args = p.parse_args(argv)
-    overrides = ["task=classification", "trainer.progress=false", *args.overrides]
+    # every training sample in every epoch on both sides: no per-class undersampling
+    overrides = ["task=classification", "trainer.progress=false", "trainer.max_per_class=null",
+                 *args.overrides]
     cfg = compose_cfg(overrides)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
     seed_everything(cfg.seed)
     with tempfile.TemporaryDirectory() as run_dir:
         exp = get_exp_class("classification")(cfg, run_dir)
@@ -53,19 +59,24 @@ def main(argv=None):
         arrays = exp.data.splits["train"].arrays
         extra = {k: arrays[k] for k in exp._extra_inputs if k in arrays}
 
-        def time_it(fn):
-            fn()  # warm-up
+        def timed(fn):
             t0 = time.perf_counter()
-            for _ in range(args.epochs):
-                fn()
+            fn()
             if exp.device.type == "cuda":
                 torch.cuda.synchronize()
-            return n * args.epochs / (time.perf_counter() - t0)
+            return n / (time.perf_counter() - t0)
 
         epoch = iter(range(10**9))
-        framework = time_it(lambda: exp._train_epoch(next(epoch)))
-        bare = time_it(lambda: bare_epoch(exp.model, exp.criterion, exp.optimizer, arrays["x"], arrays["y"],
-                                          cfg.trainer.batch_size, extra, exp.device))
+        run_framework = lambda: exp._train_epoch(next(epoch))  # noqa: E731
+        run_bare = lambda: bare_epoch(exp.model, exp.criterion, exp.optimizer, arrays["x"],  # noqa: E731
+                                      arrays["y"], cfg.trainer.batch_size, extra, exp.device)
+        run_framework(), run_bare()  # warm-up
+        # alternate the two so a change in machine load hits both alike; report medians
+        framework, bare = [], []
+        for _ in range(args.epochs):
+            framework.append(timed(run_framework))
+            bare.append(timed(run_bare))
+        framework, bare = statistics.median(framework), statistics.median(bare)
         exp.tb.close()
     print(f"data={cfg.data.name} model={cfg.model.name} batch={cfg.trainer.batch_size} "
           f"device={exp.device} train samples={n} threads={torch.get_num_threads()}")

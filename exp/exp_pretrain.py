@@ -1,0 +1,302 @@
+"""Self-supervised pretraining (task=pretrain) and its downstream evaluation.
+
+Contract for representation models (TS2Vec, TimesURL, SimCLR, MoCo, CPC, ... built by
+``instantiate(cfg.model, in_channels=..., seq_len=..., ...)``):
+
+- ``model(batch)`` in train mode returns an outputs dict (e.g. the two views'
+  representations). Augmentation and cropping happen inside ``forward`` and draw from
+  torch's RNG, so ``seed=`` reproduces a run. In eval mode it must still return a dict the
+  loss accepts (the validation loss, if a "val" split is pretrained against).
+- the loss (``instantiate(cfg.loss)``) is called as ``loss(outputs, batch)`` and returns a
+  Tensor or {"loss": Tensor, <part>: Tensor, ...} (parts are logged as train/loss/<part>).
+- ``model.encode(x, mask=None, pooling="max"|"last"|None) -> Tensor`` [N, D] or [N, T, D]
+  on the CPU: no grad, eval mode, in batches; x [N, T, C] (NaN = unobserved). Models
+  with weight averaging or a momentum encoder encode with the averaged/target weights.
+  For the forecasting protocol also ``causal=True, sliding_length=, sliding_padding=``.
+- ``model.repr_dim`` (D) and ``model.embed(x, pooling) -> [B, D]`` (differentiable, no
+  augmentation) for the ``finetune`` protocol.
+- optional ``model.on_train_step_end(step)`` after every optimizer step (weight
+  averaging, EMA/momentum updates); Exp_Basic calls it.
+
+Training is the shared loop of Exp_Basic. The pretraining set is the union of the splits
+in ``task.pretrain_splits`` (labels are never read; unobserved entries become NaN; series
+longer than 2 x ``model.max_train_length`` are cut into sections as TS2Vec does).
+``trainer.max_steps: auto`` is TS2Vec's rule: 200 iterations when the pretraining array
+holds <= 100,000 values, else 600. The batch size is capped at the number of series.
+
+``test()`` loads the ``task.encoder`` (last | best) weights and runs ``task.protocol``
+(svm | logistic | knn | linear | finetune, utils/protocols) with ``task.label_fraction``
+of the labelled ``downstream_train`` split (stratified, seeded); ``svm/logistic/knn`` fit
+on downstream_train + downstream_val (the official TRAIN split, as TS2Vec; set
+``task.fit_on_val=false`` to keep val out), ``linear/finetune`` select their epoch on
+downstream_val. With ``task.append_features`` the dataset's per-sample "features" (e.g.
+the RR intervals of a beat), z-scored on the training rows, are appended to the frozen
+representations of the feature protocols. Forecasting data (data=ett|custom) follows
+TS2Vec instead: the scaled series with its time features as covariate channels is
+pretrained on its training rows, and test() fits ridge regressions from causal sliding
+representations (padding ``task.forecast_padding``) to the next ``task.pred_lens`` steps
+(alpha chosen on the validation rows), reporting MSE/MAE on the scaled test rows. Metrics of ``downstream_test`` go to metrics.json under "test" and the test
+representations with their labels to TensorBoard's embedding projector.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from data_provider.base import ArrayDataset, DataBundle
+from exp.exp_basic import Exp_Basic
+from models.ts2vec import split_long_series
+from utils.metrics import classification_metrics
+from utils.protocols import FEATURE_PROTOCOLS, get_protocol, stratified_subset
+from utils.protocols.base import subsample_rows
+
+log = logging.getLogger(__name__)
+
+# protocols that choose their hyper-parameters without a validation split
+CV_PROTOCOLS = ("svm", "logistic", "knn")
+
+
+def series_with_nan(ds) -> np.ndarray:
+    """x [N, T, C] of a dataset with entries its ``mask`` marks unobserved set to NaN."""
+    arrays = ds.arrays if isinstance(ds, ArrayDataset) else ds.__getitems__(list(range(len(ds))))
+    x = torch.as_tensor(arrays["x"]).float().cpu().numpy().copy()
+    if "mask" in arrays:
+        m = torch.as_tensor(arrays["mask"]).cpu().numpy().astype(bool)
+        if m.ndim == 2:
+            m = np.repeat(m[..., None], x.shape[-1], axis=-1)
+        x[~m] = np.nan
+    return x
+
+
+def labels_of(ds) -> np.ndarray:
+    arrays = ds.arrays if isinstance(ds, ArrayDataset) else ds.__getitems__(list(range(len(ds))))
+    if "y" not in arrays:
+        raise ValueError("the downstream split has no labels 'y'; the classification protocols "
+                         "need a labelled dataset")
+    return torch.as_tensor(arrays["y"]).cpu().numpy().astype(np.int64).reshape(-1)
+
+
+FORECAST_FAMILIES = ("ett", "custom")
+TASK_CHOICES = {"encoder": ("last", "best"), "pooling": ("max", "last")}
+
+
+def check_pretrain_task(task) -> None:
+    """Wrong task.* values name themselves and the valid choices."""
+    get_protocol(str(task.get("protocol", "svm")))
+    for key, allowed in TASK_CHOICES.items():
+        if str(task.get(key, allowed[0])) not in allowed:
+            raise ValueError(f"task.{key}={task.get(key)} is not valid; choose one of: {', '.join(allowed)}")
+    frac = float(task.get("label_fraction", 1.0))
+    if not 0 < frac <= 1:
+        raise ValueError(f"task.label_fraction={frac} must lie in (0, 1], e.g. 1.0, 0.1 or 0.01")
+
+
+class _ForecastInput:
+    """Encodes the full input series whatever array the protocol passes (the protocol
+    reads targets from its own array; the encoder sees covariates + every channel)."""
+
+    def __init__(self, model, data):
+        self.model, self.data = model, data
+
+    def encode(self, _x, **kw):
+        return self.model.encode(self.data, **kw)
+
+
+def _take(idx, *arrays):
+    return tuple(None if a is None else a[idx] for a in arrays)
+
+
+class Exp_Pretrain(Exp_Basic):
+    def __init__(self, cfg, run_dir):
+        check_pretrain_task(cfg.task)          # fail before any work, not after pretraining
+        super().__init__(cfg, run_dir)
+        if not callable(getattr(self.model, "encode", None)):
+            raise TypeError(f"model={cfg.model.name} ({type(self.model).__name__}) has no "
+                            "encode(x, mask=None, pooling=...); task=pretrain evaluates "
+                            "representation models (contract in exp/exp_pretrain.py)")
+        self._resolve_schedule()
+
+    # ------------------------------------------------------------------ data
+    def _get_data(self) -> DataBundle:
+        bundle = super()._get_data()
+        if str(self.cfg.data.family) in FORECAST_FAMILIES:
+            return self._forecast_data(bundle)
+        splits = bundle.splits
+        wanted = list(self.cfg.task.get("pretrain_splits", ["train"]))
+        missing = [s for s in wanted if s not in splits]
+        if "train" in missing:
+            raise ValueError(f"data={self.cfg.data.name} has no 'train' split to pretrain on")
+        parts = [series_with_nan(splits[s]) for s in wanted if s in splits]
+        if len({p.shape[1:] for p in parts}) > 1:
+            log.warning("pretrain splits %s differ in shape %s; pretraining on 'train' only",
+                        wanted, [p.shape[1:] for p in parts])
+            parts = parts[:1]
+        x = np.concatenate(parts)
+        x = split_long_series(x, self.cfg.model.get("max_train_length"))
+        x = x[~np.isnan(x).all(axis=(1, 2))]                    # drop empty series
+        new = {"train": ArrayDataset(x=x.astype(np.float32))}
+        if "val" in splits and "val" not in wanted:              # a held-out loss curve
+            new["val"] = ArrayDataset(x=series_with_nan(splits["val"]))
+        for name, ds in splits.items():
+            if name.startswith("downstream_"):
+                new[name] = ds
+        log.info("pretraining on %d series (%s) of %d steps x %d channels", len(x),
+                 "+".join(s for s in wanted if s in splits), x.shape[1], x.shape[2])
+        return DataBundle(splits={**{k: v for k, v in splits.items()
+                                     if k not in new and k not in ("train", "val")}, **new},
+                          meta={**bundle.meta, "n_pretrain": len(x),
+                                "pretrain_values": int(x.size)})
+
+    def _forecast_data(self, bundle: DataBundle) -> DataBundle:
+        """TS2Vec's forecasting setting: one scaled series [1, T, covariates + channels] with
+        the time features as covariate channels in front; pretraining on the training rows."""
+        sp, meta = bundle.splits, bundle.meta
+        lag = int(meta["seq_len"])            # val/test windows start seq_len rows early
+        rows = np.concatenate([sp["train"].x, sp["val"].x[lag:], sp["test"].x[lag:]])
+        marks = np.concatenate([sp["train"].mark, sp["val"].mark[lag:], sp["test"].mark[lag:]])
+        series = np.concatenate([marks, rows], axis=1)[None].astype(np.float32)
+        n_tr, n_va = len(sp["train"].x), len(sp["val"].x) - lag
+        cov = int(marks.shape[1])
+        train = split_long_series(series[:, :n_tr], self.cfg.model.get("max_train_length"))
+        self._forecast = {"data": series, "train": slice(0, n_tr),
+                          "val": slice(n_tr, n_tr + n_va), "test": slice(n_tr + n_va, None),
+                          "covariates": cov, "targets": [cov + i for i in meta["out_index"]]}
+        log.info("forecast pretraining on %d x %d steps x %d channels (%d time covariates)",
+                 *train.shape, cov)
+        return DataBundle(splits={"train": ArrayDataset(x=train)},
+                          meta={**meta, "in_channels": int(series.shape[-1]),
+                                "n_pretrain": len(train), "pretrain_values": int(train.size)})
+
+    def _resolve_schedule(self) -> None:
+        """trainer.max_steps=auto -> TS2Vec's 200/600 rule; batch <= number of series."""
+        t = self.cfg.trainer
+        n = len(self.data.splits["train"])
+        if str(t.max_steps) == "auto":
+            t.max_steps = 200 if self.meta["pretrain_values"] <= 100_000 else 600
+            log.info("trainer.max_steps=auto -> %d iterations (%d values)", t.max_steps,
+                     self.meta["pretrain_values"])
+        if int(t.batch_size) > n:
+            log.info("batch size %d > %d pretraining series: using %d", t.batch_size, n, n)
+            t.batch_size = n
+
+    # ------------------------------------------------------------------ loop hooks
+    def _process_one_batch(self, batch: dict, train: bool):
+        outputs = self.model(batch)
+        loss = self.criterion(outputs, batch)
+        # per-batch outputs (crops of random length) are not gathered over a split
+        return loss, {}
+
+    # ------------------------------------------------------------------ downstream
+    def _downstream(self, split: str):
+        """(x with NaN for unobserved, y, extra per-sample features or None) of a split."""
+        for name in (f"downstream_{split}", split):
+            ds = self.data.splits.get(name)
+            if ds is not None and len(ds) > 0:
+                feats = ds.arrays.get("features") if isinstance(ds, ArrayDataset) else None
+                feats = None if feats is None else feats.float().cpu().numpy()
+                return series_with_nan(ds), labels_of(ds), feats
+        return None, None, None
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        pooling = self.cfg.task.get("pooling", "max")
+        bs = int(self.cfg.trainer.eval_batch_size)
+        return np.asarray(self.model.encode(x, pooling=pooling, batch_size=bs))
+
+    def test(self) -> dict:
+        task = self.cfg.task
+        which = str(task.get("encoder", "last"))
+        self.load_weights(which)
+        self.model.eval()
+        if getattr(self, "_forecast", None) is not None:
+            return self._test_forecast(which)
+        name = str(task.protocol)
+        fit = get_protocol(name)
+        x_tr, y_tr, e_tr = self._downstream("train")
+        x_va, y_va, e_va = self._downstream("val")
+        x_te, y_te, e_te = self._downstream("test")
+        if x_tr is None or x_te is None:
+            raise ValueError(f"data={self.cfg.data.name} provides no labelled downstream_train/"
+                             "downstream_test splits for the downstream protocol")
+        seed = int(self.cfg.seed)
+        frac = float(task.get("label_fraction", 1.0))
+        keep = stratified_subset(y_tr, frac, seed)
+        x_tr, y_tr, e_tr = _take(keep, x_tr, y_tr, e_tr)
+        if x_va is not None and frac < 1:
+            x_va, y_va, e_va = _take(stratified_subset(y_va, frac, seed), x_va, y_va, e_va)
+        merge_val = name in CV_PROTOCOLS and bool(task.get("fit_on_val", True)) and x_va is not None
+        if merge_val:
+            x_tr, y_tr = np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va])
+            e_tr = None if e_tr is None else np.concatenate([e_tr, e_va])
+            x_va = y_va = e_va = None
+        args = OmegaConf.to_container(task.get("protocol_args", {}).get(name, {}) or {}, resolve=True)
+        cap = args.get("max_samples")
+        if name in FEATURE_PROTOCOLS and cap and len(y_tr) > int(cap):
+            # the protocol would subsample this many (stratified, seeded) anyway: encode only those
+            x_tr, y_tr, e_tr = _take(np.sort(subsample_rows(y_tr, int(cap), seed)), x_tr, y_tr, e_tr)
+        k = int(self.meta.get("num_classes") or (max(y_tr.max(), y_te.max()) + 1))
+        extra = bool(task.get("append_features", True)) and e_tr is not None and e_te is not None
+        log.info("downstream %s on %d labelled series (label_fraction %.3g%s%s), test %d",
+                 name, len(y_tr), frac, ", train+val" if merge_val else "",
+                 ", + extra features" if extra and name in FEATURE_PROTOCOLS else "", len(y_te))
+        f_te = self._encode(x_te)
+        if name in FEATURE_PROTOCOLS:
+            f_tr = self._encode(x_tr)
+            f_va = self._encode(x_va) if x_va is not None else None
+            if extra:
+                mu, sd = e_tr.mean(0), e_tr.std(0) + 1e-6
+                f_tr, f_te = (np.hstack([f, (e - mu) / sd]) for f, e in ((f_tr, e_tr), (f_te, e_te)))
+                if f_va is not None:
+                    f_va = np.hstack([f_va, (e_va - mu) / sd])
+            clf = fit(f_tr, y_tr, num_classes=k, val_features=f_va, val_y=y_va, seed=seed, **args)
+            scores = clf.scores(f_te)
+        else:
+            clf = fit(self.model, x_tr, y_tr, num_classes=k, val_x=x_va, val_y=y_va, seed=seed,
+                      device=self.device, **args)
+            scores = clf.scores(x_te)
+        # SVM scores are decision values (margins), the others probabilities
+        metrics = classification_metrics(y_te, scores, self.meta.get("class_names"),
+                                         scores_are_probs=bool(getattr(clf, "scores_are_probs", True)))
+        metrics.update(protocol=name, label_fraction=frac, n_labelled=int(len(y_tr)),
+                       encoder=which, extra_features=extra and name in FEATURE_PROTOCOLS)
+        self._log_embedding(f_te[:, :self.model.repr_dim] if hasattr(self.model, "repr_dim")
+                            else f_te, y_te)
+        results = {"test": metrics}
+        self.finish(results)
+        return results
+
+    def _test_forecast(self, which: str) -> dict:
+        """TS2Vec's protocol: ridge on causal sliding representations, per horizon."""
+        from utils.protocols.ridge_forecast import evaluate_forecasting
+        f, task = self._forecast, self.cfg.task
+        horizons = list(task.get("pred_lens") or [int(self.cfg.data.pred_len)])
+        data = f["data"]
+        # forecast the target channels only: the covariates stay inputs
+        target = np.concatenate([data[..., :f["covariates"]], data[..., f["targets"]]], axis=-1)
+        model = _ForecastInput(self.model, data)
+        res = evaluate_forecasting(model, target, f["train"], f["val"], f["test"], horizons,
+                                   n_covariate_cols=f["covariates"],
+                                   padding=int(task.get("forecast_padding", 200)),
+                                   batch_size=int(self.cfg.trainer.eval_batch_size),
+                                   seed=int(self.cfg.seed))
+        test = {str(h): v for h, v in res.items()}
+        test.update(mse=float(np.mean([v["mse"] for v in res.values()])),
+                    mae=float(np.mean([v["mae"] for v in res.values()])),
+                    protocol="ridge", encoder=which)
+        results = {"test": test}
+        self.finish(results)
+        return results
+
+    def _log_embedding(self, features: np.ndarray, y: np.ndarray) -> None:
+        limit = int(self.cfg.task.get("embedding_limit", 2000) or 0)
+        if limit <= 0:
+            return
+        idx = np.arange(len(y))
+        if len(idx) > limit:
+            idx = np.sort(np.random.default_rng(int(self.cfg.seed)).choice(idx, limit, replace=False))
+        names = self.meta.get("class_names")
+        labels = [str(names[i]) if names is not None else str(i) for i in y[idx]]
+        self.tb.embedding(torch.as_tensor(features[idx]), labels, tag="test_representations",
+                          step=int(self.state["step"]))

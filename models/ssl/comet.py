@@ -1,0 +1,97 @@
+"""COMET: hierarchical contrastive learning for medical time series (Wang et al.,
+NeurIPS 2023, "Contrast Everything").
+
+One encoder (the TS2Vec dilated CNN, as the official code: hidden 64, depth 10, output
+320) is contrasted at four levels, each with its own pair of views:
+
+    patient      same patient, different samples are positives     views: no masking (dropout)
+    trial        same trial, different samples are positives       views: no masking (dropout)
+    sample       the two views of one sample are positives         views: continuous masking
+    observation  the two views of one time step are positives      views: continuous masking
+
+The losses are in utils.ssl_losses_b.COMETLoss. Batch keys: ``patient_id`` (on MIT-BIH the
+record, with 201 and 202 one patient) and ``trial_id``. When the data family gives no
+trial_id, a trial is ``trial_windows`` consecutive windows of one patient, derived from the
+batch's ``index`` (the sample's position in its split). COMET pretrains best when a batch
+holds several samples of the same trials and patients (the official trial-shuffling
+sampler); with plain random batches of a large split, trial-level positives are rare.
+
+``encode`` uses the running average of the encoder weights (stochastic weight averaging,
+updated after every optimizer step as the official code) and max-pools over time.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from layers.dilated_conv import TSEncoder
+from models.ssl.repr_b import BatchedEncodeMixin, pool_time
+
+LEVEL_MASKS = {"patient": "all_true", "trial": "all_true", "sample": "continuous",
+               "observation": "continuous"}
+
+
+class COMET(BatchedEncodeMixin, nn.Module):
+    def __init__(self, in_channels: int, output_dims: int = 320, hidden_dims: int = 64,
+                 depth: int = 10, levels=("patient", "trial", "sample", "observation"),
+                 trial_windows: int = 10):
+        super().__init__()
+        unknown = set(levels) - set(LEVEL_MASKS)
+        if unknown:
+            raise ValueError(f"unknown COMET level(s) {sorted(unknown)}; choose from {list(LEVEL_MASKS)}")
+        self.levels = tuple(levels)
+        self.trial_windows = trial_windows
+        self.encoder = TSEncoder(in_channels, output_dims, hidden_dims, depth)
+        self.avg_encoder = copy.deepcopy(self.encoder)   # SWA copy used by encode()
+        for p in self.avg_encoder.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long))
+        self.repr_dim = output_dims
+
+    @torch.no_grad()
+    def on_train_step_end(self, step: int) -> None:
+        n = int(self.n_averaged)
+        for avg, cur in zip(self.avg_encoder.parameters(), self.encoder.parameters()):
+            avg.copy_(cur if n == 0 else avg + (cur - avg) / (n + 1))
+        self.n_averaged += 1
+
+    def _ids(self, batch: dict) -> dict:
+        ids = {}
+        if "patient" in self.levels:
+            if "patient_id" not in batch:
+                raise KeyError("COMET's patient level needs batch key 'patient_id': a data family "
+                               "that knows patients (data=ecg gives it) and a pretraining set that "
+                               "keeps it; or drop 'patient' from model.levels and set its loss "
+                               "weight (loss.weights[0]) to 0")
+            ids["patient_id"] = batch["patient_id"]
+        if "trial" in self.levels:
+            if "trial_id" in batch:
+                ids["trial_id"] = batch["trial_id"]
+            elif "index" in batch and "patient_id" in batch:
+                # consecutive windows of one patient form a trial
+                ids["trial_id"] = batch["patient_id"].long() * 10**9 + batch["index"].long() // self.trial_windows
+            else:
+                raise KeyError("COMET's trial level needs batch key 'trial_id' (or 'patient_id' and "
+                               "'index' to group consecutive windows); or drop 'trial' from model.levels")
+        return ids
+
+    def forward(self, batch: dict) -> dict:
+        x = batch["x"]
+        ids = self._ids(batch)
+        out = {}
+        for level in self.levels:
+            out[f"{level}_z1"] = self.encoder(x, mask=LEVEL_MASKS[level])
+            out[f"{level}_z2"] = self.encoder(x, mask=LEVEL_MASKS[level])
+        if "patient_id" in ids:
+            out["patient_id"] = ids["patient_id"]
+        if "trial_id" in ids:
+            out["trial_id"] = ids["trial_id"]
+        return out
+
+    def embed(self, x: torch.Tensor, pooling: str | None = "max", mask=None) -> torch.Tensor:
+        """Representations without augmentation, from the averaged weights once training
+        has started (dropout follows the module's train/eval mode)."""
+        net = self.avg_encoder if int(self.n_averaged) > 0 else self.encoder
+        return pool_time(net(x, mask=mask if mask is not None else "all_true"), pooling)

@@ -1,0 +1,84 @@
+"""DINO (Caron et al., ICCV 2021): self-distillation with no labels.
+
+Multi-crop: 2 global views (random crops of 40-100 % of the series, resampled to its
+length) and ``n_local_crops`` local views (5-40 %, resampled to ``local_size`` of it, as
+96/224 px in the paper) all go through the student; only the global views go through the
+teacher. Student and teacher are encoder + DINO head (3-layer MLP, 256-d bottleneck,
+L2-normalised, weight-normalised last layer to K = 65536). Teacher outputs are centred
+(centre = EMA of the teacher's batch means, momentum 0.9) and sharpened (temperature 0.04,
+student 0.1) in the loss; the teacher is the EMA of the student with momentum rising from
+0.996 to 1 on a cosine schedule; the last layer gets no gradient during the first epoch.
+Representations are the teacher encoder's (the paper evaluates the teacher).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from layers.heads import DINOHead
+from models.ssl.base import SSLMethod, cosine_momentum, ema_update, frozen_copy
+from models.ssl.base import total_steps as count_steps
+from utils.augmentations import build_views
+from utils.contrastive_losses import updated_center
+
+DEFAULT_LOCAL = [{"name": "crop_resize", "scale": [0.05, 0.4], "out_len": 0.43}]
+DEFAULT_GLOBAL = [{"name": "crop_resize", "scale": [0.4, 1.0]}]
+
+
+class DINO(SSLMethod):
+    def __init__(self, in_channels: int, encoder: str = "resnet1d", repr_dim: int = 128,
+                 encoder_kwargs: dict | None = None, augment=None, pooling: str = "max",
+                 encode_batch_size: int = 256, out_dim: int = 65536, hidden_dim: int = 2048,
+                 bottleneck_dim: int = 256, norm_last_layer: bool = True,
+                 n_local_crops: int = 8, local_augment=None,
+                 base_momentum: float = 0.996, center_momentum: float = 0.9,
+                 freeze_last_layer_epochs: int = 1, total_steps: int | None = None,
+                 max_steps=None, max_epochs=None, batch_size=None, n_pretrain: int | None = None,
+                 pretrain_values: int | None = None):
+        super().__init__(in_channels, encoder, repr_dim, encoder_kwargs,
+                         augment if augment is not None else DEFAULT_GLOBAL, pooling, encode_batch_size)
+        self.local_views = build_views(local_augment if local_augment is not None else DEFAULT_LOCAL,
+                                       int(n_local_crops))
+        self.head = DINOHead(self.repr_dim, out_dim, hidden_dim, bottleneck_dim,
+                             norm_last_layer=norm_last_layer)
+        self.teacher_backbone = frozen_copy(self.backbone)
+        self.teacher_head = frozen_copy(self.head)
+        self.base_momentum, self.center_momentum = base_momentum, center_momentum
+        self.total_steps = total_steps or count_steps(max_steps, max_epochs, n_pretrain, batch_size,
+                                                      pretrain_values=pretrain_values)
+        steps_per_epoch = None
+        if n_pretrain and batch_size:
+            steps_per_epoch = math.ceil(int(n_pretrain) / min(int(batch_size), int(n_pretrain)))
+        self.freeze_steps = int(freeze_last_layer_epochs) * (steps_per_epoch or 0)
+        self.register_buffer("center", torch.zeros(1, out_dim))
+        self._pending_center = None
+
+    def forward(self, batch: dict) -> dict:
+        x = batch["x"]
+        global_views = self.make_views(x)
+        local_views = self.make_views(x, self.local_views) if self.local_views else []
+        freeze = self.training and int(self.step) < self.freeze_steps
+        student = [self.head(h, freeze_last_layer=freeze)
+                   for h in self.represent_views(global_views + local_views)]
+        with torch.no_grad():
+            teacher = torch.stack([self.teacher_head(h) for h in
+                                   self.represent_views(global_views, self.teacher_backbone)])
+        if self.training:
+            self._pending_center = teacher.detach()
+        return {"student": torch.stack(student), "teacher": teacher, "center": self.center}
+
+    def momentum_at(self, step: int) -> float:
+        return cosine_momentum(self.base_momentum, step, self.total_steps)
+
+    def on_train_step_end(self, step: int | None = None) -> None:
+        super().on_train_step_end(step)
+        tau = self.momentum_at(int(self.step))
+        ema_update(self.teacher_backbone, self.backbone, tau)
+        ema_update(self.teacher_head, self.head, tau)
+        if self._pending_center is not None:
+            self.center.copy_(updated_center(self.center, self._pending_center, self.center_momentum))
+            self._pending_center = None
+
+    def eval_network(self):
+        return self.teacher_backbone

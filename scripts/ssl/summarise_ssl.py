@@ -1,0 +1,83 @@
+#!/usr/bin/env python
+"""Table of the self-supervised benchmark (scripts/ssl/benchmark.sh): one row per dataset,
+method, protocol and label fraction with macro-F1 and accuracy (mean ± std over seeds) and
+the pretraining wall time (seconds, mean over seeds; the pretraining command including data
+loading and its first evaluation).
+
+    python scripts/ssl/summarise_ssl.py outputs/ssl_benchmark/<stamp>
+
+Reads every benchmark.json with the metrics.json beside it; writes summary.md and
+summary.csv into that directory and prints the markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+METHOD_ORDER = ["random", "simclr", "moco", "byol", "simsiam", "dino", "instdisc", "hybrid",
+                "cpc", "tfc", "comet", "mae", "wav2vec2", "ts2vec", "timesurl"]
+
+
+def collect(root: Path) -> dict:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for info_file in sorted(root.rglob("benchmark.json")):
+        metrics_file = info_file.parent / "metrics.json"
+        if not metrics_file.is_file():
+            continue
+        info = json.loads(info_file.read_text())
+        test = json.loads(metrics_file.read_text()).get("test", {})
+        key = (info["data"], info["method"], info["protocol"], float(info["label_fraction"]))
+        groups[key].append({"macro_f1": test.get("macro_f1"), "accuracy": test.get("accuracy"),
+                            "seconds": info.get("pretrain_seconds")})
+    return groups
+
+
+def mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def order(key: tuple) -> tuple:
+    data, method, protocol, frac = key
+    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    return (data, protocol, -frac, rank, method)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path)
+    args = parser.parse_args(argv)
+    groups = collect(args.root)
+    if not groups:
+        print(f"no finished benchmark runs (benchmark.json + metrics.json) under {args.root}", file=sys.stderr)
+        return 1
+    header = ["data", "method", "protocol", "label fraction", "seeds", "macro-F1", "accuracy",
+              "pretrain s"]
+    rows = []
+    for key in sorted(groups, key=order):
+        runs = groups[key]
+        secs = [r["seconds"] for r in runs if r["seconds"] is not None]
+        rows.append([key[0], key[1], key[2], f"{key[3]:g}", str(len(runs)),
+                     mean_std([r["macro_f1"] for r in runs]), mean_std([r["accuracy"] for r in runs]),
+                     f"{statistics.mean(secs):.0f}" if secs else "–"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    table = "\n".join(lines)
+    (args.root / "summary.md").write_text(table + "\n")
+    with open(args.root / "summary.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header] + rows)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Downstream evaluation protocols for representation models, kept apart from training.
+
+Classification protocols share one call: ``fit(train, y, num_classes=, val_.., seed=, **kw)``
+returns a classifier with ``predict`` and ``scores`` ([N, num_classes]).
+- feature protocols take frozen representations [N, D] (``val_features``/``val_y``);
+- ``finetune`` takes the model and raw series [N, T, C] (``val_x``/``val_y``).
+Forecasting: ``ridge_forecast.evaluate_forecasting`` (TS2Vec's protocol).
+"""
+from .finetune import fit_finetune
+from .knn import fit_knn
+from .label_fraction import stratified_subset
+from .linear import fit_linear
+from .logistic import fit_logistic
+from .svm import fit_svm
+
+FEATURE_PROTOCOLS = {"svm": fit_svm, "logistic": fit_logistic, "knn": fit_knn,
+                     "linear": fit_linear}
+PROTOCOLS = {**FEATURE_PROTOCOLS, "finetune": fit_finetune}
+
+
+def get_protocol(name: str):
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol '{name}' (task.protocol); known: "
+                         f"{', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+__all__ = ["FEATURE_PROTOCOLS", "PROTOCOLS", "get_protocol", "stratified_subset"]

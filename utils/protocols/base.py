@@ -1,0 +1,57 @@
+"""What every classification protocol returns: a fitted classifier with ``predict`` (class
+indices) and ``scores`` ([N, num_classes], higher = more likely; probabilities or decision
+values) so metrics such as AUROC work the same for all of them."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class SklearnClassifier:
+    """Adapter giving a fitted scikit-learn estimator the protocol interface. Columns of
+    ``scores`` follow the class indices 0..num_classes-1 even when the training subset
+    lacked a class (its column is then the lowest score)."""
+
+    def __init__(self, estimator, num_classes: int):
+        self.estimator, self.num_classes = estimator, num_classes
+
+    def predict(self, features) -> np.ndarray:
+        return np.asarray(self.estimator.predict(np.asarray(features)))
+
+    def scores(self, features) -> np.ndarray:
+        est, x = self.estimator, np.asarray(features)
+        raw = est.predict_proba(x) if self.scores_are_probs else est.decision_function(x)
+        classes = np.asarray(est.classes_)
+        if raw.ndim == 1:                      # binary decision function: score of class 1
+            raw = np.stack([-raw, raw], axis=1)
+        # a class the (few-label) training subset lacked is never predicted
+        fill = 0.0 if self.scores_are_probs else float(raw.min()) - 1.0
+        out = np.full((len(x), self.num_classes), fill)
+        out[:, classes.astype(int)] = raw
+        return out
+
+    @property
+    def scores_are_probs(self) -> bool:
+        est = self.estimator
+        return hasattr(est, "predict_proba") and not _is_svc(est)
+
+
+def _is_svc(est) -> bool:
+    from sklearn.svm import SVC
+    last = est.steps[-1][1] if hasattr(est, "steps") else est
+    return isinstance(last, SVC)
+
+
+def num_classes_of(y, num_classes: int | None) -> int:
+    return int(num_classes) if num_classes is not None else int(np.max(y)) + 1
+
+
+def subsample_rows(y, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` rows, stratified by ``y`` as sklearn's train_test_split (seeded);
+    plain random rows when a class has a single member (stratification impossible)."""
+    from sklearn.model_selection import train_test_split
+    y = np.asarray(y)
+    idx = np.arange(len(y))
+    try:
+        return train_test_split(idx, train_size=n, random_state=seed, stratify=y)[0]
+    except ValueError:
+        return np.random.default_rng(seed).choice(idx, size=n, replace=False)
