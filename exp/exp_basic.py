@@ -188,6 +188,11 @@ class Exp_Basic:
         t = self.cfg.trainer
         if t.resume:
             self._resume()
+        elif (self.ckpt_dir / "last.pt").exists():
+            # never overwrite another run's checkpoints
+            raise FileExistsError(
+                f"{self.ckpt_dir} already holds checkpoints of a run; continue it with "
+                "trainer.resume=true, or start a new run in another hydra.run.dir")
         monitor_split = "val" if self.has_split("val") else "train"
         if monitor_split == "train":
             log.info("no validation split: early stopping and best.pt follow the training loss")
@@ -369,7 +374,8 @@ class Exp_Basic:
                                   if "/" not in k})
             self.tb.hparams(self.cfg, final)
         self.tb.flush()
-        log.info("test: %s", self._summary(results.get("test", {})))
+        reported = "test" if isinstance(results.get("test"), dict) else "val"
+        log.info("%s: %s", reported, self._summary(results.get(reported, {}) or {}))
 
     def _summary(self, metrics: dict) -> str:
         keys = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]

@@ -20,12 +20,18 @@ Contract for representation models (TS2Vec, TimesURL, SimCLR, MoCo, CPC, ... bui
 
 Training is the shared loop of Exp_Basic. The pretraining set is the union of the splits
 in ``task.pretrain_splits`` (labels are never read; unobserved entries become NaN; series
-longer than 2 x ``model.max_train_length`` are cut into sections as TS2Vec does).
+longer than 2 x ``model.max_train_length`` are cut into sections as TS2Vec does). Its batches
+carry "x", "index" (the row in the pretraining set: memory banks) and "patient_id" /
+"trial_id" when every pretraining split has them (a cut series keeps its ids in every
+section). A model with ``batch_groups(arrays)`` (COMET) gets training batches of whole groups
+(runs of equal ids shuffled as units). A model with ``uses_labels = True`` (the
+semi-supervised hybrid) pretrains on downstream_train instead, with "y" kept for the
+stratified ``task.label_fraction`` share the protocol also gets and -1 for the rest.
 ``trainer.max_steps: auto`` is TS2Vec's rule: 200 iterations when the pretraining array
 holds <= 100,000 values, else 600. The batch size is capped at the number of series.
 
 ``test()`` loads the ``task.encoder`` (last | best) weights and runs ``task.protocol``
-(svm | logistic | knn | linear | finetune, utils/protocols) with ``task.label_fraction``
+(svm | logistic | knn | linear | finetune | tfc_finetune, utils/protocols) with ``task.label_fraction``
 of the labelled ``downstream_train`` split (stratified, seeded); ``svm/logistic/knn`` fit
 on downstream_train + downstream_val (the official TRAIN split, as TS2Vec; set
 ``task.fit_on_val=false`` to keep val out), ``linear/finetune`` select their epoch on
@@ -35,22 +41,29 @@ representations of the feature protocols. Forecasting data (data=ett|custom) fol
 TS2Vec instead: the scaled series with its time features as covariate channels is
 pretrained on its training rows, and test() fits ridge regressions from causal sliding
 representations (padding ``task.forecast_padding``) to the next ``task.pred_lens`` steps
-(alpha chosen on the validation rows), reporting MSE/MAE on the scaled test rows. Metrics of ``downstream_test`` go to metrics.json under "test" and the test
-representations with their labels to TensorBoard's embedding projector.
+(alpha chosen on the validation rows), reporting MSE/MAE on the scaled test rows; models
+without that causal sliding mode are refused at start. Metrics of ``downstream_test`` go to
+metrics.json under "test" and the test representations with their labels to TensorBoard's
+embedding projector. Data without a test split (TF-C's Epilepsy) is reported on
+downstream_val instead, under "val" with ``"test_split": "val"``; the protocol then gets no
+validation split (nothing selects on the reported set).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 
 import numpy as np
 import torch
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from data_provider.base import ArrayDataset, DataBundle
+from data_provider.loader import epoch_generator
 from exp.exp_basic import Exp_Basic
 from models.ts2vec import split_long_series
 from utils.metrics import classification_metrics
-from utils.protocols import FEATURE_PROTOCOLS, get_protocol, stratified_subset
+from utils.protocols import FEATURE_PROTOCOLS, MODEL_NEEDS, get_protocol, stratified_subset
 from utils.protocols.base import subsample_rows
 
 log = logging.getLogger(__name__)
@@ -59,9 +72,14 @@ log = logging.getLogger(__name__)
 CV_PROTOCOLS = ("svm", "logistic", "knn")
 
 
+def arrays_of(ds) -> dict:
+    """Every sample of a dataset as one dict of arrays."""
+    return ds.arrays if isinstance(ds, ArrayDataset) else ds.__getitems__(list(range(len(ds))))
+
+
 def series_with_nan(ds) -> np.ndarray:
     """x [N, T, C] of a dataset with entries its ``mask`` marks unobserved set to NaN."""
-    arrays = ds.arrays if isinstance(ds, ArrayDataset) else ds.__getitems__(list(range(len(ds))))
+    arrays = arrays_of(ds)
     x = torch.as_tensor(arrays["x"]).float().cpu().numpy().copy()
     if "mask" in arrays:
         m = torch.as_tensor(arrays["mask"]).cpu().numpy().astype(bool)
@@ -72,11 +90,43 @@ def series_with_nan(ds) -> np.ndarray:
 
 
 def labels_of(ds) -> np.ndarray:
-    arrays = ds.arrays if isinstance(ds, ArrayDataset) else ds.__getitems__(list(range(len(ds))))
+    arrays = arrays_of(ds)
     if "y" not in arrays:
         raise ValueError("the downstream split has no labels 'y'; the classification protocols "
                          "need a labelled dataset")
     return torch.as_tensor(arrays["y"]).cpu().numpy().astype(np.int64).reshape(-1)
+
+
+# per-sample keys the pretraining set keeps when every pretraining split has them (COMET's
+# patient and trial levels); "index" (the row in the pretraining set) is always added
+ID_KEYS = ("patient_id", "trial_id")
+
+
+def shared_keys(arrays: list[dict], keys) -> dict[str, np.ndarray]:
+    """{key: the splits' values concatenated} for each of ``keys`` that every split has."""
+    return {k: np.concatenate([torch.as_tensor(a[k]).cpu().numpy() for a in arrays])
+            for k in keys if all(k in a for a in arrays)}
+
+
+def pretraining_set(x: np.ndarray, keys: dict[str, np.ndarray], max_len: int | None,
+                    drop_empty: bool = True) -> ArrayDataset:
+    """ArrayDataset of x [N, T, C] (NaN = unobserved) and its per-sample ``keys``. Series cut
+    into sections by ``split_long_series`` (TS2Vec) keep their keys in every section;
+    all-NaN series are dropped; "index" is the row in the result (memory banks)."""
+    n = len(x)
+    sections = x.shape[1] // max_len if max_len else 1
+    if sections >= 2:                    # split_long_series stacks section-major
+        keep = np.concatenate([~np.isnan(p).all(axis=(1, 2))
+                               for p in np.array_split(x, sections, axis=1)])
+        x = split_long_series(x, max_len)
+        keys = {k: np.tile(v, sections)[keep] for k, v in keys.items()}
+    if drop_empty:
+        keep = ~np.isnan(x).all(axis=(1, 2))
+        x, keys = x[keep], {k: v[keep] for k, v in keys.items()}
+    if len(x) != n:
+        log.info("pretraining set: %d series -> %d (sections of long series, empty ones dropped)",
+                 n, len(x))
+    return ArrayDataset(x=x.astype(np.float32), **keys, index=np.arange(len(x), dtype=np.int64))
 
 
 FORECAST_FAMILIES = ("ett", "custom")
@@ -109,6 +159,31 @@ def _take(idx, *arrays):
     return tuple(None if a is None else a[idx] for a in arrays)
 
 
+class GroupBatches:
+    """Training batches of whole groups: runs of equal ``groups`` ids (consecutive samples,
+    e.g. the windows of one trial) are shuffled as units, then cut into batches. The order
+    of epoch e depends only on (seed, e), as the shared loader's, so resume stays exact."""
+
+    def __init__(self, dataset: ArrayDataset, groups: torch.Tensor, batch_size: int,
+                 generator: torch.Generator, drop_last: bool):
+        _, counts = torch.unique_consecutive(groups, return_counts=True)
+        runs = torch.split(torch.arange(len(groups)), counts.tolist())
+        order = torch.randperm(len(runs), generator=generator)
+        self.order = torch.cat([runs[i] for i in order.tolist()])
+        self.arrays, self.batch_size = dataset.arrays, batch_size
+        n = len(self.order)
+        self.n_batches = n // batch_size if drop_last and n > batch_size else -(-n // batch_size)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        device = next(iter(self.arrays.values())).device
+        for b in range(self.n_batches):
+            idx = self.order[b * self.batch_size:(b + 1) * self.batch_size].to(device)
+            yield {k: v[idx] for k, v in self.arrays.items()}
+
+
 class Exp_Pretrain(Exp_Basic):
     def __init__(self, cfg, run_dir):
         check_pretrain_task(cfg.task)          # fail before any work, not after pretraining
@@ -117,38 +192,84 @@ class Exp_Pretrain(Exp_Basic):
             raise TypeError(f"model={cfg.model.name} ({type(self.model).__name__}) has no "
                             "encode(x, mask=None, pooling=...); task=pretrain evaluates "
                             "representation models (contract in exp/exp_pretrain.py)")
+        if getattr(self, "_forecast", None) is not None and \
+                "sliding_padding" not in inspect.signature(self.model.encode).parameters:
+            raise TypeError(f"data={cfg.data.name} is evaluated with TS2Vec's forecasting protocol, "
+                            "which needs encode(..., causal=True, sliding_length=1, sliding_padding=) "
+                            f"(per-step causal representations); model={cfg.model.name} has no "
+                            "such mode: use model=ts2vec or timesurl, or a classification dataset")
+        protocol = str(cfg.task.get("protocol", "svm"))
+        lacking = [a for a in MODEL_NEEDS.get(protocol, ()) if not hasattr(self.model, a)]
+        if lacking:                            # fail now, not after pretraining
+            raise TypeError(f"task.protocol={protocol} needs model.{', model.'.join(lacking)}, "
+                            f"which model={cfg.model.name} does not have; choose another protocol")
         self._resolve_schedule()
+        self._groups = self._batch_groups()
 
     # ------------------------------------------------------------------ data
     def _get_data(self) -> DataBundle:
         bundle = super()._get_data()
         if str(self.cfg.data.family) in FORECAST_FAMILIES:
             return self._forecast_data(bundle)
+        if getattr(get_class(str(self.cfg.model._target_)), "uses_labels", False):
+            return self._semi_supervised_data(bundle)
         splits = bundle.splits
         wanted = list(self.cfg.task.get("pretrain_splits", ["train"]))
         missing = [s for s in wanted if s not in splits]
         if "train" in missing:
             raise ValueError(f"data={self.cfg.data.name} has no 'train' split to pretrain on")
-        parts = [series_with_nan(splits[s]) for s in wanted if s in splits]
+        names = [s for s in wanted if s in splits]
+        parts = [series_with_nan(splits[s]) for s in names]
         if len({p.shape[1:] for p in parts}) > 1:
             log.warning("pretrain splits %s differ in shape %s; pretraining on 'train' only",
                         wanted, [p.shape[1:] for p in parts])
-            parts = parts[:1]
-        x = np.concatenate(parts)
-        x = split_long_series(x, self.cfg.model.get("max_train_length"))
-        x = x[~np.isnan(x).all(axis=(1, 2))]                    # drop empty series
-        new = {"train": ArrayDataset(x=x.astype(np.float32))}
+            parts, names = parts[:1], names[:1]
+        ids = shared_keys([arrays_of(splits[s]) for s in names], ID_KEYS)
+        train = pretraining_set(np.concatenate(parts), ids, self.cfg.model.get("max_train_length"))
+        new = {"train": train}
         if "val" in splits and "val" not in wanted:              # a held-out loss curve
-            new["val"] = ArrayDataset(x=series_with_nan(splits["val"]))
+            val_ids = shared_keys([arrays_of(splits["val"])], ID_KEYS)
+            new["val"] = pretraining_set(series_with_nan(splits["val"]), val_ids, None,
+                                         drop_empty=False)
         for name, ds in splits.items():
             if name.startswith("downstream_"):
                 new[name] = ds
-        log.info("pretraining on %d series (%s) of %d steps x %d channels", len(x),
-                 "+".join(s for s in wanted if s in splits), x.shape[1], x.shape[2])
+        x = train.arrays["x"]
+        log.info("pretraining on %d series (%s) of %d steps x %d channels; batch keys %s",
+                 len(x), "+".join(names), x.shape[1], x.shape[2], sorted(train.arrays))
         return DataBundle(splits={**{k: v for k, v in splits.items()
                                      if k not in new and k not in ("train", "val")}, **new},
                           meta={**bundle.meta, "n_pretrain": len(x),
-                                "pretrain_values": int(x.size)})
+                                "pretrain_values": int(x.numel())})
+
+    def _semi_supervised_data(self, bundle: DataBundle) -> DataBundle:
+        """Models with ``uses_labels`` (the semi-supervised hybrid) pretrain on the labelled
+        downstream_train split, where only the stratified, seeded ``task.label_fraction``
+        share keeps its label (the same samples the downstream protocol is given) and the
+        rest get -1; downstream_val, hidden the same way, gives the held-out loss."""
+        from models.ssl.hybrid import semi_supervised_labels
+        splits, task = bundle.splits, self.cfg.task
+        frac, seed = float(task.get("label_fraction", 1.0)), int(self.cfg.seed)
+        new = {}
+        for src, dst, max_len in (("train", "train", self.cfg.model.get("max_train_length")),
+                                  ("val", "val", None)):
+            ds = splits.get(f"downstream_{src}")
+            if ds is None or len(ds) == 0:
+                if dst == "train":
+                    raise ValueError(f"model={self.cfg.model.name} is semi-supervised and pretrains "
+                                     f"on labelled data, but data={self.cfg.data.name} has no "
+                                     "labelled downstream_train split")
+                continue
+            ids = shared_keys([arrays_of(ds)], ID_KEYS)
+            ids["y"] = semi_supervised_labels(labels_of(ds), frac, seed)
+            new[dst] = pretraining_set(series_with_nan(ds), ids, max_len, drop_empty=dst == "train")
+        x, y = new["train"].arrays["x"], new["train"].arrays["y"]
+        log.info("semi-supervised pretraining on downstream_train: %d series, %d labelled "
+                 "(label_fraction %.3g), the rest -1", len(x), int((y >= 0).sum()), frac)
+        keep = {k: v for k, v in splits.items() if k not in ("train", "val")}
+        return DataBundle(splits={**keep, **new},
+                          meta={**bundle.meta, "n_pretrain": len(x),
+                                "pretrain_values": int(x.numel())})
 
     def _forecast_data(self, bundle: DataBundle) -> DataBundle:
         """TS2Vec's forecasting setting: one scaled series [1, T, covariates + channels] with
@@ -181,6 +302,27 @@ class Exp_Pretrain(Exp_Basic):
         if int(t.batch_size) > n:
             log.info("batch size %d > %d pretraining series: using %d", t.batch_size, n, n)
             t.batch_size = n
+
+    def _batch_groups(self):
+        """Group id per pretraining sample when the model asks for whole groups in a batch
+        (COMET's trial shuffling: ``model.batch_groups(arrays)``), else None."""
+        fn = getattr(self.model, "batch_groups", None)
+        if not callable(fn) or getattr(self, "_forecast", None) is not None:
+            return None
+        groups = fn(self.data.splits["train"].arrays)
+        if groups is None:
+            return None
+        groups = torch.as_tensor(groups).cpu()
+        log.info("training batches hold whole groups of consecutive samples (%d groups of %d series)",
+                 len(torch.unique_consecutive(groups)), len(groups))
+        return groups
+
+    def _loader(self, split: str, train: bool, epoch: int = 0):
+        if not (train and split == "train" and self._groups is not None):
+            return super()._loader(split, train, epoch)
+        t = self.cfg.trainer
+        return GroupBatches(self._dataset(split), self._groups, int(t.batch_size),
+                            epoch_generator(int(self.cfg.seed), epoch), bool(t.drop_last))
 
     # ------------------------------------------------------------------ loop hooks
     def _process_one_batch(self, batch: dict, train: bool):
@@ -217,9 +359,19 @@ class Exp_Pretrain(Exp_Basic):
         x_tr, y_tr, e_tr = self._downstream("train")
         x_va, y_va, e_va = self._downstream("val")
         x_te, y_te, e_te = self._downstream("test")
+        report = "test"
+        if x_te is None and x_va is not None:
+            # e.g. TF-C's Epilepsy ships train/val only: the validation split is the test set,
+            # so nothing may select on it (no early stopping, no fit on val)
+            log.warning("data=%s has no downstream_test/test split: reporting on downstream_val "
+                        "(metrics.json 'val', test_split: val); the protocol gets no "
+                        "validation split", self.cfg.data.name)
+            x_te, y_te, e_te = x_va, y_va, e_va
+            x_va = y_va = e_va = None
+            report = "val"
         if x_tr is None or x_te is None:
-            raise ValueError(f"data={self.cfg.data.name} provides no labelled downstream_train/"
-                             "downstream_test splits for the downstream protocol")
+            raise ValueError(f"data={self.cfg.data.name} provides no labelled downstream_train and "
+                             "downstream_test (or downstream_val) splits for the downstream protocol")
         seed = int(self.cfg.seed)
         frac = float(task.get("label_fraction", 1.0))
         keep = stratified_subset(y_tr, frac, seed)
@@ -260,11 +412,14 @@ class Exp_Pretrain(Exp_Basic):
         metrics = classification_metrics(y_te, scores, self.meta.get("class_names"),
                                          scores_are_probs=bool(getattr(clf, "scores_are_probs", True)))
         metrics.update(protocol=name, label_fraction=frac, n_labelled=int(len(y_tr)),
-                       encoder=which, extra_features=extra and name in FEATURE_PROTOCOLS)
+                       encoder=which, extra_features=extra and name in FEATURE_PROTOCOLS,
+                       test_split=report)
         self._log_embedding(f_te[:, :self.model.repr_dim] if hasattr(self.model, "repr_dim")
                             else f_te, y_te)
-        results = {"test": metrics}
+        results = {report: metrics, "test_split": report}
         self.finish(results)
+        if report != "test":
+            log.info("%s (no test split): %s", report, self._summary(metrics))
         return results
 
     def _test_forecast(self, which: str) -> dict:

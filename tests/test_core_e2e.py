@@ -171,3 +171,13 @@ def test_mitdb_end_to_end_on_a_few_records(data_dir, cache_dir, tmp_path):
     # records 100 and 105 hold 2273 + 2572 beats; every one is classified
     assert sum(c["support"] for c in test["per_class"].values()) == 2273 + 2572
     assert test["accuracy"] > 0.5
+
+
+def test_a_new_run_never_overwrites_checkpoints_in_its_directory(data_dir, cache_dir, tmp_path):
+    edit = _paths(data_dir, cache_dir)
+    args = [*ECG200, "trainer.max_epochs=1", "model.widths=[8,8,8]"]
+    run_experiment(args, tmp_path / "r", edit)
+    before = (tmp_path / "r" / "checkpoints" / "best.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="trainer.resume=true"):
+        run_experiment(args, tmp_path / "r", edit)
+    assert (tmp_path / "r" / "checkpoints" / "best.pt").read_bytes() == before

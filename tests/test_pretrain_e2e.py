@@ -2,6 +2,8 @@
 few MIT-BIH records (the headline command `python main.py model=timesurl data=ecg`)."""
 
 import numpy as np
+import pytest
+import torch
 
 from tests.helpers import compose_cfg, read_metrics, run_experiment
 
@@ -113,3 +115,139 @@ def test_killed_pretraining_resumes_exactly(data_dir, cache_dir, tmp_path, monke
     assert any(k.startswith("averaged.") for k in a)
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     assert resumed["accuracy"] == full["accuracy"]
+
+
+# ---------------------------------------------------------------------------- every SSL method
+SMALL_ECG = ["data=ecg", "data.ds1_records=[101,118]", "data.val_records=[118]",
+             "data.ds2_records=[100]"]
+RESNET = ["model.repr_dim=16", "model.encoder_kwargs.widths=[16,16]",
+          "model.encoder_kwargs.kernel_sizes=[8,5]"]
+TS2VEC = ["model.depth=2", "model.hidden_dims=8", "model.output_dims=16"]
+# the narrowest settings of each method (conf/model/<name>.yaml holds the paper's)
+SSL_TINY = {
+    "simclr": RESNET + ["model.proj_dim=8"],
+    "moco": RESNET + ["model.proj_dim=8", "model.queue_size=64"],
+    "byol": RESNET + ["model.proj_hidden_dim=16", "model.proj_dim=8", "model.pred_hidden_dim=16"],
+    "simsiam": RESNET + ["model.proj_dim=16", "model.pred_dim=8"],
+    "dino": RESNET + ["model.out_dim=32", "model.hidden_dim=16", "model.bottleneck_dim=8",
+                      "model.n_local_crops=1"],
+    "instdisc": RESNET + ["model.feature_dim=8", "model.nce_k=64"],
+    "hybrid": RESNET + ["model.proj_dim=8", "task.label_fraction=0.1"],
+    "cpc": ["model.enc_dim=16", "model.context_dim=16", "model.pred_steps=2"],
+    "tfc": ["model.num_layers=1", "model.proj_hidden=16", "model.proj_dim=8"],
+    "comet": TS2VEC,
+    "mae": ["model.embed_dim=16", "model.depth=1", "model.num_heads=2", "model.decoder_dim=8",
+            "model.decoder_depth=1", "model.decoder_heads=2"],
+    "wav2vec2": ["model.conv_layers=[[16,10,2],[16,3,2]]", "model.d_model=16", "model.depth=1",
+                 "model.num_heads=2", "model.ffn_dim=16", "model.final_dim=8", "model.num_vars=8",
+                 "model.conv_pos=8", "model.conv_pos_groups=4", "loss.num_negatives=5"],
+    "ts2vec": TS2VEC,
+    "timesurl": TS2VEC,
+}
+
+
+def test_every_ssl_model_config_is_covered():
+    from tests.helpers import REPO
+    pretrain_models = {p.stem for p in (REPO / "conf" / "model").glob("*.yaml")
+                       if compose_cfg([f"model={p.stem}"]).task.name == "pretrain"}
+    assert pretrain_models == set(SSL_TINY)
+
+
+@pytest.mark.parametrize("name", sorted(SSL_TINY))
+def test_ssl_model_pretrains_and_is_evaluated_on_mitdb(name, data_dir, cache_dir, tmp_path):
+    """python main.py model=<name> data=ecg on three records, narrow, 2 steps + knn."""
+    args = [f"model={name}", *SMALL_ECG, *SSL_TINY[name], *paths(data_dir, cache_dir),
+            "trainer.max_steps=2", "trainer.batch_size=32", "task.protocol=knn",
+            "task.embedding_limit=0", "trainer.progress=false", "trainer.device=cpu"]
+    res = run_experiment(args, tmp_path)
+    metrics = read_metrics(tmp_path)
+    assert metrics["steps"] == 2 and metrics["test_split"] == "test"
+    test = res["test"]
+    assert test["protocol"] == "knn" and test["per_class"].keys() == {"N", "S", "V", "F", "Q"}
+    # record 100 is 99 % normal beats; record 101 (in the knn's training set) too
+    assert test["per_class"]["N"]["sensitivity"] > 0.8
+    # knn fits on downstream train + val: records 101 (1865 beats) + 118 (2278); the hybrid
+    # runs with label_fraction 0.1: 10 % of each, per class (188 + 229)
+    labelled = 188 + 229 if name == "hybrid" else 1865 + 2278
+    assert test["n_labelled"] == labelled
+
+
+# ---------------------------------------------------------------------------- pretraining set
+def test_pretraining_set_keeps_ids_through_sections_and_adds_index():
+    from exp.exp_pretrain import pretraining_set
+    x = np.arange(2 * 10, dtype=np.float32).reshape(2, 10, 1)
+    x[1, 5:] = np.nan                              # series 1: its second section is empty
+    ds = pretraining_set(x, {"patient_id": np.array([7, 9])}, max_len=4)
+    a = {k: v.numpy() for k, v in ds.arrays.items()}
+    # TS2Vec's sections (10 // 4 = 2 of 5 steps), section-major; the empty one dropped
+    assert np.array_equal(a["x"][:, :, 0], [x[0, :5, 0], x[1, :5, 0], x[0, 5:, 0]])
+    assert a["patient_id"].tolist() == [7, 9, 7] and a["index"].tolist() == [0, 1, 2]
+    whole = pretraining_set(x, {"trial_id": np.array([3, 4])}, max_len=None)
+    assert whole.arrays["trial_id"].tolist() == [3, 4] and len(whole) == 2
+
+
+def _exp(overrides, data_dir, cache_dir, tmp_path):
+    from exp.exp_pretrain import Exp_Pretrain
+    from utils.seed import seed_everything
+    seed_everything(0)
+    return Exp_Pretrain(compose_cfg([*overrides, *paths(data_dir, cache_dir),
+                                     "trainer.device=cpu", "trainer.progress=false"]), tmp_path)
+
+
+def test_instdisc_and_comet_batches_carry_patient_and_index(data_dir, cache_dir, tmp_path):
+    exp = _exp(["model=comet", *SMALL_ECG, *TS2VEC, "trainer.batch_size=40"], data_dir, cache_dir, tmp_path)
+    train = exp.data.splits["train"].arrays
+    assert {"x", "patient_id", "index"} <= set(train)
+    assert train["index"].tolist() == list(range(len(train["x"])))
+    assert set(train["patient_id"].tolist()) == {101, 118}          # train + val records
+    # COMET: batches are whole trials (10 consecutive beats of one patient), trials shuffled
+    batch = next(iter(exp._loader("train", train=True)))
+    trials = exp.model._ids(batch)["trial_id"]
+    runs = torch.unique_consecutive(trials, return_counts=True)[1]
+    assert len(batch["x"]) == 40 and (runs == 10).sum() >= 3 and len(torch.unique(trials)) <= 5
+    assert not torch.equal(batch["index"], torch.arange(40))        # shuffled, not the data order
+
+
+def test_hybrid_pretrains_on_the_same_labelled_fraction_the_protocol_gets(data_dir, cache_dir, tmp_path):
+    from utils.protocols import stratified_subset
+    exp = _exp(["model=hybrid", *SMALL_ECG, *SSL_TINY["hybrid"], "task.label_fraction=0.05"],
+               data_dir, cache_dir, tmp_path)
+    y_true = exp.data.splits["downstream_train"].arrays["y"].numpy()
+    y = exp.data.splits["train"].arrays["y"].numpy()
+    keep = stratified_subset(y_true, 0.05, 0)
+    assert len(y) == len(y_true) and np.array_equal(np.flatnonzero(y >= 0), keep)
+    assert np.array_equal(y[keep], y_true[keep]) and (y == -1).sum() == len(y) - len(keep)
+    assert "y" in exp.data.splits["val"].arrays                     # held-out loss, same hiding
+
+
+def test_tfc_epilepsy_paper_finetune_reports_on_val(data_dir, cache_dir, tmp_path):
+    """experiment=tfc_epilepsy (2 pretraining epochs, 2 fine-tuning epochs): no test.pt, so the
+    20 validation series are the reported set and are not used for selection."""
+    args = ["experiment=tfc_epilepsy", *paths(data_dir, cache_dir), "trainer.max_epochs=2",
+            "task.protocol_args.tfc_finetune.epochs=2", "model.proj_hidden=32",
+            "trainer.progress=false", "trainer.device=cpu", "task.embedding_limit=0"]
+    res = run_experiment(args, tmp_path)
+    metrics = read_metrics(tmp_path)
+    assert res["test_split"] == metrics["test_split"] == "val" and "test" not in metrics
+    val = metrics["val"]
+    assert val["protocol"] == "tfc_finetune" and val["n_labelled"] == 60
+    assert sum(c["support"] for c in val["per_class"].values()) == 20
+    assert metrics["steps"] == 2                                    # 60 series = one batch of 60
+
+
+def test_protocol_and_forecast_mode_mismatches_fail_before_pretraining(data_dir, cache_dir, tmp_path):
+    with pytest.raises(TypeError, match="tfc_finetune needs model.finetune_loss"):
+        _exp(["model=simclr", "data=ucr", "data.name=ECG200", "task.protocol=tfc_finetune",
+              *RESNET], data_dir, cache_dir, tmp_path)
+    with pytest.raises(TypeError, match="causal=True.*model=patchtst_pretrain has no such mode"):
+        _exp(["model=patchtst_pretrain", "task=pretrain", "model.d_model=16", "model.n_heads=2",
+              "model.e_layers=1"], data_dir, cache_dir, tmp_path)
+
+
+def test_max_steps_auto_only_for_pretraining():
+    from utils.config_check import check_config
+    check_config(compose_cfg(["model=ts2vec"]))
+    with pytest.raises(ValueError, match="max_steps=auto is only valid for task=pretrain"):
+        check_config(compose_cfg(["model=ts2vec", "task=classification"]))
+    with pytest.raises(ValueError, match="max_steps=ten is not valid"):
+        check_config(compose_cfg(["model=resnet1d", "trainer.max_steps=ten"]))

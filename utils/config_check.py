@@ -26,6 +26,19 @@ def check_config(cfg: DictConfig) -> None:
     t = cfg.trainer
     if t.max_epochs is None and t.max_steps is None:
         raise ValueError("trainer.max_epochs and trainer.max_steps are both null; set one of them")
+    if str(t.max_steps) == "auto" and str(cfg.task.name) != "pretrain":
+        # TS2Vec's 200/600-iteration rule depends on the pretraining set (exp/exp_pretrain.py)
+        raise ValueError(f"trainer.max_steps=auto is only valid for task=pretrain (TS2Vec's rule), "
+                         f"not task={cfg.task.name}; set trainer.max_steps=<N> or "
+                         "trainer.max_steps=null with trainer.max_epochs=<N>")
+    if t.max_steps is not None and str(t.max_steps) != "auto":
+        try:
+            ok = int(t.max_steps) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"trainer.max_steps={t.max_steps} is not valid; use a count >= 0, "
+                             "null, or auto (task=pretrain only)")
     for k in ("batch_size", "eval_batch_size"):
         if int(t[k]) < 1:
             raise ValueError(f"trainer.{k}={t[k]} must be a positive integer")

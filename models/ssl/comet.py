@@ -12,9 +12,11 @@ One encoder (the TS2Vec dilated CNN, as the official code: hidden 64, depth 10, 
 The losses are in utils.ssl_losses_b.COMETLoss. Batch keys: ``patient_id`` (on MIT-BIH the
 record, with 201 and 202 one patient) and ``trial_id``. When the data family gives no
 trial_id, a trial is ``trial_windows`` consecutive windows of one patient, derived from the
-batch's ``index`` (the sample's position in its split). COMET pretrains best when a batch
+batch's ``index`` (the sample's row in the pretraining set). COMET pretrains best when a batch
 holds several samples of the same trials and patients (the official trial-shuffling
-sampler); with plain random batches of a large split, trial-level positives are rare.
+sampler); with plain random batches of a large split, trial-level positives are rare, so
+``group_trials`` (default) asks task=pretrain for batches of whole trials
+(``batch_groups``: the trial id of every pretraining sample; trials are shuffled as units).
 
 ``encode`` uses the running average of the encoder weights (stochastic weight averaging,
 updated after every optimizer step as the official code) and max-pools over time.
@@ -36,13 +38,14 @@ LEVEL_MASKS = {"patient": "all_true", "trial": "all_true", "sample": "continuous
 class COMET(BatchedEncodeMixin, nn.Module):
     def __init__(self, in_channels: int, output_dims: int = 320, hidden_dims: int = 64,
                  depth: int = 10, levels=("patient", "trial", "sample", "observation"),
-                 trial_windows: int = 10):
+                 trial_windows: int = 10, group_trials: bool = True):
         super().__init__()
         unknown = set(levels) - set(LEVEL_MASKS)
         if unknown:
             raise ValueError(f"unknown COMET level(s) {sorted(unknown)}; choose from {list(LEVEL_MASKS)}")
         self.levels = tuple(levels)
         self.trial_windows = trial_windows
+        self.group_trials = group_trials
         self.encoder = TSEncoder(in_channels, output_dims, hidden_dims, depth)
         self.avg_encoder = copy.deepcopy(self.encoder)   # SWA copy used by encode()
         for p in self.avg_encoder.parameters():
@@ -76,6 +79,16 @@ class COMET(BatchedEncodeMixin, nn.Module):
                 raise KeyError("COMET's trial level needs batch key 'trial_id' (or 'patient_id' and "
                                "'index' to group consecutive windows); or drop 'trial' from model.levels")
         return ids
+
+    def batch_groups(self, arrays: dict):
+        """Trial id of every pretraining sample (Exp_Pretrain keeps trials whole in a batch,
+        the official trial shuffling); None when not grouping or no trial is known."""
+        if not self.group_trials or "trial" not in self.levels:
+            return None
+        try:
+            return self._ids(arrays)["trial_id"]
+        except KeyError:
+            return None
 
     def forward(self, batch: dict) -> dict:
         x = batch["x"]

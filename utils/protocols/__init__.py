@@ -3,7 +3,9 @@
 Classification protocols share one call: ``fit(train, y, num_classes=, val_.., seed=, **kw)``
 returns a classifier with ``predict`` and ``scores`` ([N, num_classes]).
 - feature protocols take frozen representations [N, D] (``val_features``/``val_y``);
-- ``finetune`` takes the model and raw series [N, T, C] (``val_x``/``val_y``).
+- model protocols take the model and raw series [N, T, C] (``val_x``/``val_y``):
+  ``finetune`` (linear head, any model with ``embed``/``repr_dim``) and ``tfc_finetune``
+  (TF-C's paper fine-tuning). ``MODEL_NEEDS`` lists the model attributes each one uses.
 Forecasting: ``ridge_forecast.evaluate_forecasting`` (TS2Vec's protocol).
 """
 from .finetune import fit_finetune
@@ -12,10 +14,12 @@ from .label_fraction import stratified_subset
 from .linear import fit_linear
 from .logistic import fit_logistic
 from .svm import fit_svm
+from .tfc_finetune import fit_tfc_finetune
 
 FEATURE_PROTOCOLS = {"svm": fit_svm, "logistic": fit_logistic, "knn": fit_knn,
                      "linear": fit_linear}
-PROTOCOLS = {**FEATURE_PROTOCOLS, "finetune": fit_finetune}
+PROTOCOLS = {**FEATURE_PROTOCOLS, "finetune": fit_finetune, "tfc_finetune": fit_tfc_finetune}
+MODEL_NEEDS = {"finetune": ("embed", "repr_dim"), "tfc_finetune": ("finetune_loss", "make_head")}
 
 
 def get_protocol(name: str):
@@ -25,4 +29,4 @@ def get_protocol(name: str):
     return PROTOCOLS[name]
 
 
-__all__ = ["FEATURE_PROTOCOLS", "PROTOCOLS", "get_protocol", "stratified_subset"]
+__all__ = ["FEATURE_PROTOCOLS", "MODEL_NEEDS", "PROTOCOLS", "get_protocol", "stratified_subset"]

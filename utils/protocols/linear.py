@@ -1,6 +1,7 @@
 """Linear probe: a linear layer trained with cross-entropy on frozen, standardised
-representations (Adam). With validation features, the epoch with the best validation
-accuracy is kept (early stopping after ``patience`` epochs without improvement)."""
+representations (Adam; weights start at N(0, 0.01) as MoCo's and DINO's linear evaluation). With validation features, the epoch with the best validation
+accuracy is kept (early stopping after ``patience`` epochs without improvement). Small
+labelled sets train for at least ``min_steps`` optimizer steps."""
 from __future__ import annotations
 
 import copy
@@ -33,20 +34,28 @@ class LinearProbe:
 
 def fit_linear(features, y, num_classes: int | None = None, val_features=None, val_y=None,
                seed: int = 0, epochs: int = 100, lr: float = 1e-3, weight_decay: float = 0.0,
-               batch_size: int = 256, patience: int = 20, **_):
+               batch_size: int = 256, patience: int = 20, min_steps: int = 1000, **_):
     x = np.asarray(features, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     k = num_classes_of(y, num_classes)
     mean, std = x.mean(0), x.std(0) + 1e-6
     gen = torch.Generator().manual_seed(seed)
     layer = nn.Linear(x.shape[1], k)
-    with torch.no_grad():       # seeded init, independent of the global RNG
-        bound = 1 / np.sqrt(x.shape[1])
-        layer.weight.uniform_(-bound, bound, generator=gen)
-        layer.bias.uniform_(-bound, bound, generator=gen)
+    with torch.no_grad():       # seeded, independent of the global RNG
+        # MoCo / DINO linear evaluation: N(0, 0.01) weights, zero bias. A default (uniform
+        # +-1/sqrt(D)) start gives random logits of order 1 that the few steps of a small
+        # labelled set (one step per epoch at 1 % labels) do not undo
+        layer.weight.normal_(0.0, 0.01, generator=gen)
+        layer.bias.zero_()
     probe = LinearProbe(layer, mean, std)
     xt, yt = torch.from_numpy((x - mean) / std), torch.from_numpy(y)
     opt = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=weight_decay)
+    # a small labelled set (1 % labels: one or two batches) would get a few hundred steps of
+    # lr 1e-3 in ``epochs`` passes, too few to fit even the class prior: train at least
+    # ``min_steps`` steps, stretching the patience alike
+    per_epoch = -(-len(xt) // batch_size)
+    stretch = max(1, -(-int(min_steps) // (per_epoch * epochs))) if min_steps else 1
+    epochs, patience = epochs * stretch, None if patience is None else patience * stretch
     best, best_state, stale = -1.0, None, 0
     for _ in range(epochs):
         order = torch.randperm(len(xt), generator=gen)
