@@ -164,13 +164,13 @@ def test_mitdb_end_to_end_on_a_few_records(data_dir, cache_dir, tmp_path):
     m = run_experiment(["task=classification", "model=resnet1d", "data=ecg", "trainer.progress=false",
                         "data.ds1_records=[101,106,118,119]", "data.val_records=[119]",
                         "data.ds2_records=[100,105]", "model.widths=[16,16,16]",
-                        "trainer.max_epochs=2", "trainer.max_per_class=1000"],
+                        "trainer.max_epochs=2", "trainer.max_per_class=null"],
                        tmp_path / "mitdb", _paths(data_dir, cache_dir))
     test = m["test"]
     assert set(test["per_class"]) == {"N", "S", "V", "F", "Q"}
     # records 100 and 105 hold 2273 + 2572 beats; every one is classified
     assert sum(c["support"] for c in test["per_class"].values()) == 2273 + 2572
-    assert test["accuracy"] > 0.5
+    assert test["accuracy"] > 0.7  # records 100 and 105 are ~98 % N beats
 
 
 def test_a_new_run_never_overwrites_checkpoints_in_its_directory(data_dir, cache_dir, tmp_path):
