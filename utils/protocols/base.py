@@ -3,7 +3,11 @@ indices) and ``scores`` ([N, num_classes], higher = more likely; probabilities o
 values) so metrics such as AUROC work the same for all of them."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 class SklearnClassifier:
@@ -55,3 +59,34 @@ def subsample_rows(y, n: int, seed: int = 0) -> np.ndarray:
         return train_test_split(idx, train_size=n, random_state=seed, stratify=y)[0]
     except ValueError:
         return np.random.default_rng(seed).choice(idx, size=n, replace=False)
+
+
+def train_keep_best(module, optimizer, x, y, forward, *, epochs: int, batch_size: int,
+                    generator, predict_val=None, val_y=None, patience: int | None = None,
+                    device=None):
+    """Mini-batch cross-entropy training of ``module`` (``forward(xb)`` -> logits). With
+    ``predict_val`` (-> predicted labels of the validation split), the weights of the epoch
+    with the best validation accuracy are kept, stopping after ``patience`` epochs without
+    improvement. Shared by the linear probe and fine-tuning."""
+    best, best_state, stale = -1.0, None, 0
+    for _ in range(epochs):
+        module.train()
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            xb, yb = (x[idx], y[idx]) if device is None else (x[idx].to(device), y[idx].to(device))
+            loss = F.cross_entropy(forward(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if predict_val is None:
+            continue
+        acc = float((predict_val() == np.asarray(val_y)).mean())
+        if acc > best:
+            best, best_state, stale = acc, copy.deepcopy(module.state_dict()), 0
+        else:
+            stale += 1
+            if patience is not None and stale >= patience:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)

@@ -12,10 +12,9 @@ import copy
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .base import num_classes_of
+from .base import num_classes_of, train_keep_best
 
 
 class FineTuned(nn.Module):
@@ -68,25 +67,8 @@ def fit_finetune(model: nn.Module, x, y, num_classes: int | None = None, val_x=N
     net.to(device)
     clf = FineTunedClassifier(net, device, max(batch_size, 256))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    best, best_state, stale = -1.0, None, 0
-    for _ in range(epochs):
-        net.train()
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            loss = F.cross_entropy(net(x[idx].to(device)), y[idx].to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if val_x is None or len(val_x) == 0:
-            continue
-        acc = float((clf.predict(val_x) == np.asarray(val_y)).mean())
-        if acc > best:
-            best, best_state, stale = acc, copy.deepcopy(net.state_dict()), 0
-        else:
-            stale += 1
-            if patience is not None and stale >= patience:
-                break
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    has_val = val_x is not None and len(val_x) > 0
+    train_keep_best(net, opt, x, y, net, epochs=epochs, batch_size=batch_size, generator=gen,
+                    predict_val=(lambda: clf.predict(val_x)) if has_val else None,
+                    val_y=val_y, patience=patience, device=device)
     return clf

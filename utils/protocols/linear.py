@@ -4,14 +4,11 @@ accuracy is kept (early stopping after ``patience`` epochs without improvement).
 labelled sets train for at least ``min_steps`` optimizer steps."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .base import num_classes_of
+from .base import num_classes_of, train_keep_best
 
 
 class LinearProbe:
@@ -56,24 +53,8 @@ def fit_linear(features, y, num_classes: int | None = None, val_features=None, v
     per_epoch = -(-len(xt) // batch_size)
     stretch = max(1, -(-int(min_steps) // (per_epoch * epochs))) if min_steps else 1
     epochs, patience = epochs * stretch, None if patience is None else patience * stretch
-    best, best_state, stale = -1.0, None, 0
-    for _ in range(epochs):
-        order = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), batch_size):
-            idx = order[i:i + batch_size]
-            loss = F.cross_entropy(layer(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if val_features is None or len(val_features) == 0:
-            continue
-        acc = float((probe.predict(val_features) == np.asarray(val_y)).mean())
-        if acc > best:
-            best, best_state, stale = acc, copy.deepcopy(layer.state_dict()), 0
-        else:
-            stale += 1
-            if patience is not None and stale >= patience:
-                break
-    if best_state is not None:
-        layer.load_state_dict(best_state)
+    has_val = val_features is not None and len(val_features) > 0
+    train_keep_best(layer, opt, xt, yt, layer, epochs=epochs, batch_size=batch_size, generator=gen,
+                    predict_val=(lambda: probe.predict(val_features)) if has_val else None,
+                    val_y=val_y, patience=patience)
     return probe
