@@ -15,11 +15,11 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
 from layers.encoders import build_encoder, pool
+from models.ssl.repr_b import encode_in_batches
 from utils.augmentations import build_views
 
 
@@ -130,7 +130,6 @@ class SSLMethod(nn.Module):
         x, mask = self.observed(x)
         return pool(self.eval_network()(x, mask), pooling, mask)
 
-    @torch.no_grad()
     def encode(self, x, mask=None, pooling: str | None = "max", batch_size: int | None = None,
                causal: bool = False, sliding_length: int | None = None, **_) -> torch.Tensor:
         """x [N, T, C] (tensor or array, NaN = unobserved) -> [N, D] (or [N, T, D] with
@@ -138,22 +137,13 @@ class SSLMethod(nn.Module):
         if causal or sliding_length is not None:
             raise ValueError(f"{type(self).__name__}.encode has no causal/sliding mode (TS2Vec's "
                              "forecasting protocol); use model=ts2vec or timesurl for it")
-        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)
-        if x.dim() != 3:
-            raise ValueError(f"encode expects x [samples, time, channels], got {tuple(x.shape)}")
         net = self.eval_network()
-        device = next(net.parameters()).device
-        bs = int(batch_size or self.encode_batch_size)
-        was_training = net.training
-        net.eval()
-        try:
-            outs = []
-            for i in range(0, len(x), bs):
-                xb, keep = self.observed(x[i:i + bs].to(device))
-                if torch.is_tensor(mask):
-                    keep = keep & mask[i:i + bs].to(device).to(torch.bool)
-                outs.append(pool(net(xb, keep), pooling, keep).float().cpu())
-            return torch.cat(outs)
-        finally:
-            net.train(was_training)
+
+        def batch(rows, xb):
+            xb, keep = self.observed(xb)
+            if torch.is_tensor(mask):
+                keep = keep & mask[rows].to(xb.device).to(torch.bool)
+            return pool(net(xb, keep), pooling, keep)
+
+        return encode_in_batches(net, x, int(batch_size or self.encode_batch_size), batch)
 
