@@ -210,6 +210,8 @@ class Exp_Basic:
             self._scheduler_epoch_step(val_metrics)
             improved = self._update_best(val_metrics)
             self.state["epoch"] = epoch + 1
+            # wall time of training + validation, kept in the checkpoint so a resumed run adds up
+            self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.perf_counter() - t0
             self._save("last.pt")
             if improved:
                 self._save("best.pt")
@@ -359,7 +361,8 @@ class Exp_Basic:
     def finish(self, results: dict) -> None:
         """Write metrics.json, TensorBoard test scalars and the hparams row."""
         results = {**results, "best_epoch": self.state.get("best_epoch"),
-                   "epochs": self.state.get("epoch"), "steps": self.state.get("step")}
+                   "epochs": self.state.get("epoch"), "steps": self.state.get("step"),
+                   "train_seconds": self.state.get("train_seconds")}
         write_text_atomic(json.dumps(_jsonable(results), indent=2), self.run_dir / "metrics.json")
         step = self.state["step"]
         for split in ("val", "test"):

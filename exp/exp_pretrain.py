@@ -44,7 +44,10 @@ representations (padding ``task.forecast_padding``) to the next ``task.pred_lens
 (alpha chosen on the validation rows), reporting MSE/MAE on the scaled test rows; models
 without that causal sliding mode are refused at start. Metrics of ``downstream_test`` go to
 metrics.json under "test" and the test representations with their labels to TensorBoard's
-embedding projector. Data without a test split (TF-C's Epilepsy) is reported on
+embedding projector. ``task.evaluations`` (e.g. ``[linear:1.0, knn:0.01]``) runs more
+protocol:fraction pairs after the main one on the same frozen encoder, each split encoded
+once; their metrics go to metrics.json under "evaluations" ("linear@1", "knn@0.01").
+Data without a test split (TF-C's Epilepsy) is reported on
 downstream_val instead, under "val" with ``"test_split": "val"``; the protocol then gets no
 validation split (nothing selects on the reported set).
 """
@@ -136,6 +139,7 @@ TASK_CHOICES = {"encoder": ("last", "best"), "pooling": ("max", "last")}
 def check_pretrain_task(task) -> None:
     """Wrong task.* values name themselves and the valid choices."""
     get_protocol(str(task.get("protocol", "svm")))
+    parse_evaluations(task.get("evaluations"))
     for key, allowed in TASK_CHOICES.items():
         if str(task.get(key, allowed[0])) not in allowed:
             raise ValueError(f"task.{key}={task.get(key)} is not valid; choose one of: {', '.join(allowed)}")
@@ -155,8 +159,60 @@ class _ForecastInput:
         return self.model.encode(self.data, **kw)
 
 
-def _take(idx, *arrays):
-    return tuple(None if a is None else a[idx] for a in arrays)
+def parse_evaluations(spec) -> list[tuple[str, float]]:
+    """task.evaluations ["linear:1.0", "knn:0.01", "svm", ...] -> [(protocol, fraction)];
+    a missing fraction means 1.0. Unknown protocols and fractions outside (0, 1] fail early."""
+    out = []
+    for item in list(spec or []):
+        name, _, frac = str(item).partition(":")
+        get_protocol(name)
+        try:
+            fraction = float(frac) if frac else 1.0
+        except ValueError:
+            raise ValueError(f"task.evaluations entry '{item}' is not 'protocol:fraction', "
+                             "e.g. linear:1.0 or knn:0.01") from None
+        if not 0 < fraction <= 1:
+            raise ValueError(f"task.evaluations entry '{item}': the label fraction must lie in (0, 1]")
+        out.append((name, fraction))
+    return out
+
+
+def evaluation_key(name: str, fraction: float) -> str:
+    """metrics.json key of one evaluation, e.g. linear@1 or knn@0.01."""
+    return f"{name}@{fraction:g}"
+
+
+def _gather(arrays: dict, rows: list) -> np.ndarray:
+    """The rows [(split, indices), ...] of per-split arrays, concatenated in that order."""
+    return np.concatenate([arrays[s][idx] for s, idx in rows])
+
+
+def _restrict(rows: list, keep: np.ndarray) -> list:
+    """rows [(split, indices), ...] restricted to positions ``keep`` of their concatenation."""
+    out, start = [], 0
+    for split, idx in rows:
+        mine = keep[(keep >= start) & (keep < start + len(idx))] - start
+        out.append((split, idx[mine]))
+        start += len(idx)
+    return out
+
+
+class _SplitFeatures:
+    """Frozen representations of the rows [(split, indices), ...]. With ``whole`` every
+    split is encoded once, in full, and shared by all evaluations; otherwise only the
+    requested rows are encoded (one evaluation, e.g. 1 % of the labels)."""
+
+    def __init__(self, encode, splits: dict, whole: bool):
+        self.encode, self.x, self.whole, self.cache = encode, \
+            {s: v[0] for s, v in splits.items()}, whole, {}
+
+    def get(self, rows: list) -> np.ndarray:
+        if not self.whole:
+            return self.encode(_gather(self.x, rows))
+        for split, _ in rows:
+            if split not in self.cache:
+                self.cache[split] = self.encode(self.x[split])
+        return _gather(self.cache, rows)
 
 
 class GroupBatches:
@@ -198,11 +254,13 @@ class Exp_Pretrain(Exp_Basic):
                             "which needs encode(..., causal=True, sliding_length=1, sliding_padding=) "
                             f"(per-step causal representations); model={cfg.model.name} has no "
                             "such mode: use model=ts2vec or timesurl, or a classification dataset")
-        protocol = str(cfg.task.get("protocol", "svm"))
-        lacking = [a for a in MODEL_NEEDS.get(protocol, ()) if not hasattr(self.model, a)]
-        if lacking:                            # fail now, not after pretraining
-            raise TypeError(f"task.protocol={protocol} needs model.{', model.'.join(lacking)}, "
-                            f"which model={cfg.model.name} does not have; choose another protocol")
+        for protocol in [str(cfg.task.get("protocol", "svm"))] + \
+                [name for name, _ in parse_evaluations(cfg.task.get("evaluations"))]:
+            lacking = [a for a in MODEL_NEEDS.get(protocol, ()) if not hasattr(self.model, a)]
+            if lacking:                        # fail now, not after pretraining
+                raise TypeError(f"protocol {protocol} (task.protocol / task.evaluations) needs "
+                                f"model.{', model.'.join(lacking)}, which model={cfg.model.name} "
+                                "does not have; choose another protocol")
         self._resolve_schedule()
         self._groups = self._batch_groups()
 
@@ -354,73 +412,103 @@ class Exp_Pretrain(Exp_Basic):
         self.model.eval()
         if getattr(self, "_forecast", None) is not None:
             return self._test_forecast(which)
-        name = str(task.protocol)
-        fit = get_protocol(name)
-        x_tr, y_tr, e_tr = self._downstream("train")
-        x_va, y_va, e_va = self._downstream("val")
-        x_te, y_te, e_te = self._downstream("test")
+        splits, report = self._downstream_splits()
+        evaluations = parse_evaluations(task.get("evaluations"))
+        # several evaluations encode every split once and share the features
+        features = _SplitFeatures(self._encode, splits, whole=bool(evaluations))
+        primary = (str(task.protocol), float(task.get("label_fraction", 1.0)))
+        metrics, f_te = self._evaluate(*primary, splits, features, which, report)
+        self._log_embedding(f_te[:, :self.model.repr_dim] if hasattr(self.model, "repr_dim")
+                            else f_te, splits["test"][1])
+        results = {report: metrics, "test_split": report}
+        if evaluations:
+            results["evaluations"] = {}
+            for name, frac in evaluations:
+                key = evaluation_key(name, frac)
+                results["evaluations"][key], _ = self._evaluate(name, frac, splits, features,
+                                                                which, report)
+                log.info("evaluation %s: %s", key, self._summary(results["evaluations"][key]))
+        self.finish(results)
+        if report != "test":
+            log.info("%s (no test split): %s", report, self._summary(metrics))
+        return results
+
+    def _downstream_splits(self) -> tuple[dict, str]:
+        """{"train"|"val"|"test": (x, y, extra features)} (val may be missing) and the name
+        the test metrics are reported under ("val" when the data has no test split)."""
+        splits = {s: self._downstream(s) for s in ("train", "val", "test")}
         report = "test"
-        if x_te is None and x_va is not None:
+        if splits["test"][0] is None and splits["val"][0] is not None:
             # e.g. TF-C's Epilepsy ships train/val only: the validation split is the test set,
             # so nothing may select on it (no early stopping, no fit on val)
             log.warning("data=%s has no downstream_test/test split: reporting on downstream_val "
                         "(metrics.json 'val', test_split: val); the protocol gets no "
                         "validation split", self.cfg.data.name)
-            x_te, y_te, e_te = x_va, y_va, e_va
-            x_va = y_va = e_va = None
+            splits["test"], splits["val"] = splits["val"], (None, None, None)
             report = "val"
-        if x_tr is None or x_te is None:
+        if splits["train"][0] is None or splits["test"][0] is None:
             raise ValueError(f"data={self.cfg.data.name} provides no labelled downstream_train and "
                              "downstream_test (or downstream_val) splits for the downstream protocol")
-        seed = int(self.cfg.seed)
-        frac = float(task.get("label_fraction", 1.0))
-        keep = stratified_subset(y_tr, frac, seed)
-        x_tr, y_tr, e_tr = _take(keep, x_tr, y_tr, e_tr)
-        if x_va is not None and frac < 1:
-            x_va, y_va, e_va = _take(stratified_subset(y_va, frac, seed), x_va, y_va, e_va)
-        merge_val = name in CV_PROTOCOLS and bool(task.get("fit_on_val", True)) and x_va is not None
+        return {s: v for s, v in splits.items() if v[0] is not None}, report
+
+    def _evaluate(self, name: str, frac: float, splits: dict, features: "_SplitFeatures",
+                  which: str, report: str) -> tuple[dict, np.ndarray]:
+        """One protocol at one label fraction: (metrics, test features or scores' inputs)."""
+        task, seed = self.cfg.task, int(self.cfg.seed)
+        fit = get_protocol(name)
+        y_all = {s: v[1] for s, v in splits.items()}
+        # rows used per split: the stratified label fraction of train (and of val)
+        train_rows = [("train", stratified_subset(y_all["train"], frac, seed))]
+        val_rows = []
+        if "val" in splits:
+            val_rows = [("val", stratified_subset(y_all["val"], frac, seed) if frac < 1
+                         else np.arange(len(y_all["val"])))]
+        merge_val = name in CV_PROTOCOLS and bool(task.get("fit_on_val", True)) and bool(val_rows)
         if merge_val:
-            x_tr, y_tr = np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va])
-            e_tr = None if e_tr is None else np.concatenate([e_tr, e_va])
-            x_va = y_va = e_va = None
+            train_rows, val_rows = train_rows + val_rows, []
         args = OmegaConf.to_container(task.get("protocol_args", {}).get(name, {}) or {}, resolve=True)
         cap = args.get("max_samples")
+        y_tr = _gather(y_all, train_rows)
         if name in FEATURE_PROTOCOLS and cap and len(y_tr) > int(cap):
             # the protocol would subsample this many (stratified, seeded) anyway: encode only those
-            x_tr, y_tr, e_tr = _take(np.sort(subsample_rows(y_tr, int(cap), seed)), x_tr, y_tr, e_tr)
+            train_rows = _restrict(train_rows, np.sort(subsample_rows(y_tr, int(cap), seed)))
+            y_tr = _gather(y_all, train_rows)
+        y_va = _gather(y_all, val_rows) if val_rows else None
+        y_te = y_all["test"]
+        test_rows = [("test", np.arange(len(y_te)))]
         k = int(self.meta.get("num_classes") or (max(y_tr.max(), y_te.max()) + 1))
-        extra = bool(task.get("append_features", True)) and e_tr is not None and e_te is not None
+        extra = bool(task.get("append_features", True)) and all(
+            splits[s][2] is not None for s in splits)
         log.info("downstream %s on %d labelled series (label_fraction %.3g%s%s), test %d",
                  name, len(y_tr), frac, ", train+val" if merge_val else "",
                  ", + extra features" if extra and name in FEATURE_PROTOCOLS else "", len(y_te))
-        f_te = self._encode(x_te)
+        f_te = features.get(test_rows)
         if name in FEATURE_PROTOCOLS:
-            f_tr = self._encode(x_tr)
-            f_va = self._encode(x_va) if x_va is not None else None
+            f_tr = features.get(train_rows)
+            f_va = features.get(val_rows) if val_rows else None
             if extra:
+                e = {s: v[2] for s, v in splits.items()}
+                e_tr = _gather(e, train_rows)
                 mu, sd = e_tr.mean(0), e_tr.std(0) + 1e-6
-                f_tr, f_te = (np.hstack([f, (e - mu) / sd]) for f, e in ((f_tr, e_tr), (f_te, e_te)))
+                f_tr = np.hstack([f_tr, (e_tr - mu) / sd])
+                f_te = np.hstack([f_te, (e["test"] - mu) / sd])
                 if f_va is not None:
-                    f_va = np.hstack([f_va, (e_va - mu) / sd])
+                    f_va = np.hstack([f_va, (_gather(e, val_rows) - mu) / sd])
             clf = fit(f_tr, y_tr, num_classes=k, val_features=f_va, val_y=y_va, seed=seed, **args)
             scores = clf.scores(f_te)
         else:
-            clf = fit(self.model, x_tr, y_tr, num_classes=k, val_x=x_va, val_y=y_va, seed=seed,
+            x = {s: v[0] for s, v in splits.items()}
+            clf = fit(self.model, _gather(x, train_rows), y_tr, num_classes=k,
+                      val_x=_gather(x, val_rows) if val_rows else None, val_y=y_va, seed=seed,
                       device=self.device, **args)
-            scores = clf.scores(x_te)
+            scores = clf.scores(x["test"])
         # SVM scores are decision values (margins), the others probabilities
         metrics = classification_metrics(y_te, scores, self.meta.get("class_names"),
                                          scores_are_probs=bool(getattr(clf, "scores_are_probs", True)))
         metrics.update(protocol=name, label_fraction=frac, n_labelled=int(len(y_tr)),
                        encoder=which, extra_features=extra and name in FEATURE_PROTOCOLS,
                        test_split=report)
-        self._log_embedding(f_te[:, :self.model.repr_dim] if hasattr(self.model, "repr_dim")
-                            else f_te, y_te)
-        results = {report: metrics, "test_split": report}
-        self.finish(results)
-        if report != "test":
-            log.info("%s (no test split): %s", report, self._summary(metrics))
-        return results
+        return metrics, f_te
 
     def _test_forecast(self, which: str) -> dict:
         """TS2Vec's protocol: ridge on causal sliding representations, per horizon."""

@@ -42,6 +42,27 @@ def test_ts2vec_on_ecg200_svm_and_few_labels(data_dir, cache_dir, tmp_path):
     assert 0 <= few["accuracy"] <= 1
 
 
+def test_several_evaluations_share_one_encoder(data_dir, cache_dir, tmp_path):
+    """task.evaluations: more protocol:fraction pairs after the main one, same frozen encoder;
+    the repeated main evaluation reproduces it exactly (features encoded once, whole splits)."""
+    args = ["model=ts2vec", "data=ucr", "data.name=ECG200", *TINY, *paths(data_dir, cache_dir),
+            "trainer.max_steps=5", "task.protocol=knn", "task.embedding_limit=0",
+            "task.evaluations=[knn:1.0,knn:0.1,linear]"]
+    run_experiment(args, tmp_path / "multi")
+    metrics = read_metrics(tmp_path / "multi")
+    evals = metrics["evaluations"]
+    assert set(evals) == {"knn@1", "knn@0.1", "linear@1"}
+    assert evals["knn@1"]["accuracy"] == metrics["test"]["accuracy"]
+    assert evals["knn@1"]["n_labelled"] == 100 and evals["knn@0.1"]["n_labelled"] == 10
+    assert evals["linear@1"]["protocol"] == "linear" and evals["linear@1"]["n_labelled"] == 80
+    assert all(0 <= e["accuracy"] <= 1 for e in evals.values())
+    assert metrics["train_seconds"] > 0                         # pretraining wall time
+    with pytest.raises(ValueError, match="unknown protocol 'lnear'"):
+        run_experiment([*args, "task.evaluations=[lnear:1.0]"], tmp_path / "bad")
+    with pytest.raises(ValueError, match="label fraction must lie in"):
+        run_experiment([*args, "task.evaluations=[knn:2]"], tmp_path / "bad2")
+
+
 def test_same_seed_same_metrics(data_dir, cache_dir, tmp_path):
     args = ["model=timesurl", "data=ucr", "data.name=ECG200", *TINY, *paths(data_dir, cache_dir),
             "trainer.max_steps=6", "task.protocol=knn", "task.embedding_limit=0"]
@@ -236,7 +257,7 @@ def test_tfc_epilepsy_paper_finetune_reports_on_val(data_dir, cache_dir, tmp_pat
 
 
 def test_protocol_and_forecast_mode_mismatches_fail_before_pretraining(data_dir, cache_dir, tmp_path):
-    with pytest.raises(TypeError, match="tfc_finetune needs model.finetune_loss"):
+    with pytest.raises(TypeError, match="tfc_finetune .*needs model.finetune_loss"):
         _exp(["model=simclr", "data=ucr", "data.name=ECG200", "task.protocol=tfc_finetune",
               *RESNET], data_dir, cache_dir, tmp_path)
     with pytest.raises(TypeError, match="causal=True.*model=patchtst_pretrain has no such mode"):

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Table of the self-supervised benchmark (scripts/ssl/benchmark.sh): one row per dataset,
 method, protocol and label fraction with macro-F1 and accuracy (mean ± std over seeds) and
-the pretraining wall time (seconds, mean over seeds; the pretraining command including data
-loading and its first evaluation).
+the pretraining wall time (seconds, mean over seeds: metrics.json "train_seconds").
 
     python scripts/ssl/summarise_ssl.py outputs/ssl_benchmark/<stamp>
 
-Reads every benchmark.json with the metrics.json beside it; writes summary.md and
+Reads every benchmark.json ({"data", "method", "seed"}) with the metrics.json beside it (the
+main evaluation under "test", the others under "evaluations"); writes summary.md and
 summary.csv into that directory and prints the markdown table.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-METHOD_ORDER = ["random", "simclr", "moco", "byol", "simsiam", "dino", "instdisc", "hybrid",
+METHOD_ORDER = ["random", "random-ts2vec", "simclr", "moco", "byol", "simsiam", "dino", "instdisc", "hybrid",
                 "cpc", "tfc", "comet", "mae", "wav2vec2", "ts2vec", "timesurl"]
 
 
@@ -30,10 +30,13 @@ def collect(root: Path) -> dict:
         if not metrics_file.is_file():
             continue
         info = json.loads(info_file.read_text())
-        test = json.loads(metrics_file.read_text()).get("test", {})
-        key = (info["data"], info["method"], info["protocol"], float(info["label_fraction"]))
-        groups[key].append({"macro_f1": test.get("macro_f1"), "accuracy": test.get("accuracy"),
-                            "seconds": info.get("pretrain_seconds")})
+        metrics = json.loads(metrics_file.read_text())
+        for result in [metrics.get("test", {}), *metrics.get("evaluations", {}).values()]:
+            if "protocol" not in result:
+                continue
+            key = (info["data"], info["method"], result["protocol"], float(result["label_fraction"]))
+            groups[key].append({"macro_f1": result.get("macro_f1"), "accuracy": result.get("accuracy"),
+                                "seconds": metrics.get("train_seconds")})
     return groups
 
 
