@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import inspect
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
@@ -51,6 +53,7 @@ class Exp_Basic:
         self.amp_dtype = self._amp_dtype()
         self.data: DataBundle = self._get_data()
         self.meta = self.data.meta
+        self._device_datasets: dict[str, ArrayDataset] = {}
         self.model = self._build_model().to(self.device)
         self.criterion = self._select_criterion()
         if isinstance(self.criterion, nn.Module):
@@ -59,7 +62,6 @@ class Exp_Basic:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         self.tb = TensorBoardLogger(self.run_dir)
         self.state = {"epoch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0}
-        self._device_datasets: dict[str, ArrayDataset] = {}
 
     # ------------------------------------------------------------------ setup
     def _acquire_device(self) -> torch.device:
@@ -113,7 +115,11 @@ class Exp_Basic:
             # ReduceLROnPlateau follows the monitored validation metric in its direction
             mode = monitor_mode(str(self.cfg.task.get("monitor", "loss")),
                                 str(self.cfg.task.get("monitor_mode", "auto")))
-            scheduler = build(sched_cfg, mode=mode)(optimizer)
+            extra = {}
+            target = get_class(str(sched_cfg._target_))
+            if "steps_per_epoch" in inspect.signature(target).parameters:  # per-batch schedules
+                extra["steps_per_epoch"] = len(Exp_Basic._loader(self, "train", train=True))
+            scheduler = build(sched_cfg, mode=mode, **extra)(optimizer)
         return optimizer, scheduler
 
     def _trainable_parameters(self):
@@ -202,6 +208,9 @@ class Exp_Basic:
         while self.state["epoch"] < epochs and not self._steps_done():
             epoch = self.state["epoch"]
             t0 = time.perf_counter()
+            hook = getattr(self.model, "on_train_epoch_start", None)
+            if callable(hook):      # e.g. PatchTST's head-only epochs before fine-tuning all
+                hook(epoch)
             train_loss = self._train_epoch(epoch)
             if monitor_split == "val":
                 val_metrics = self.vali("val")

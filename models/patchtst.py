@@ -10,7 +10,8 @@ representations -> one linear layer to the horizon -> RevIN back.
 random 40 % of each series' patches are zeroed, and a linear head reconstructs every patch;
 the loss (utils.forecast_losses.MaskedPatchMSE) is the MSE on the masked patches only.
 ``pretrained=<checkpoint>`` loads a pretrained backbone for fine-tuning, and
-``freeze_backbone=true`` trains the head only (linear probing).
+``freeze_backbone=true`` trains the head only (linear probing); ``freeze_epochs=N`` trains
+the head alone for N epochs, then the whole network (the paper's fine-tuning).
 """
 from __future__ import annotations
 
@@ -111,7 +112,8 @@ class PatchTST(nn.Module):
                  activation: str = "gelu", res_attention: bool = True, revin: bool = True,
                  affine: bool = False, subtract_last: bool = False,
                  head_type: str = "prediction", mask_ratio: float = 0.4,
-                 pretrained: str | None = None, freeze_backbone: bool = False):
+                 pretrained: str | None = None, freeze_backbone: bool = False,
+                 freeze_epochs: int = 0):
         super().__init__()
         if head_type not in ("prediction", "pretrain"):
             raise ValueError(f"model.head_type must be 'prediction' or 'pretrain', got '{head_type}'")
@@ -129,9 +131,18 @@ class PatchTST(nn.Module):
             self.head = nn.Sequential(nn.Dropout(fc_dropout), nn.Linear(d_model, patch_len))
         if pretrained:
             self.load_backbone(pretrained)
+        self.freeze_backbone, self.freeze_epochs = freeze_backbone, int(freeze_epochs)
         if freeze_backbone:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """The official fine-tuning: the backbone is frozen for the first ``freeze_epochs``
+        (head only), then trained with the head. Its parameters stay in the optimizer and
+        get no gradient (so no update) while frozen."""
+        if self.freeze_epochs and not self.freeze_backbone:
+            for p in self.backbone.parameters():
+                p.requires_grad_(epoch >= self.freeze_epochs)
 
     def _patches(self, x):
         if self.revin is not None:

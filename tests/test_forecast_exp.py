@@ -93,6 +93,27 @@ def test_patchtst_pretrain_then_finetune_from_its_backbone(tmp_path, data_dir):
                     f"model.pretrained={pre / 'checkpoints' / 'best.pt'}",
                     "trainer.batch_size=64", "trainer.max_steps=5"], ft)
     assert read_metrics(ft)["test"]["windows"] == ILI_TEST_WINDOWS
+    # the paper's fine-tuning: head-only epochs, then the whole network at half the lr
+    two_phase = ["model=patchtst", *_ili(data_dir), *tiny, "scheduler=patchtst_finetune",
+                 f"model.pretrained={pre / 'checkpoints' / 'best.pt'}", "model.freeze_epochs=1",
+                 "trainer.max_epochs=2", "trainer.batch_size=64"]
+    pretrained = _backbone(pre / "checkpoints" / "best.pt")
+    run_experiment([*two_phase, "trainer.max_steps=3"], tmp_path / "phase1")   # inside epoch 1
+    assert _same(_backbone(tmp_path / "phase1" / "checkpoints" / "last.pt"), pretrained)
+    run_experiment(two_phase, tmp_path / "both")
+    assert not _same(_backbone(tmp_path / "both" / "checkpoints" / "last.pt"), pretrained)
+
+
+def _backbone(path):
+    import torch
+    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return {k: v for k, v in state.items() if k.startswith("backbone.") and v.is_floating_point()
+            and "running" not in k}       # BatchNorm statistics move in train mode anyway
+
+
+def _same(a, b):
+    import torch
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_paper_settings_compose():
@@ -112,5 +133,8 @@ def test_paper_settings_compose():
                         720: (336, 336)}
     c = compose_cfg(["experiment=crossformer_etth1"])
     assert (c.data.seq_len, c.data.pred_len, c.model.factor, c.model.win_size) == (96, 96, 10, 2)
+    f = compose_cfg(["experiment=patchtst_etth1_finetune", "model.pretrained=x.pt"])
+    assert (f.model.freeze_epochs, f.trainer.max_epochs, f.scheduler.interval) == (10, 30, "step")
+    assert f.scheduler.freeze_epochs == 10 and f.scheduler.unfrozen_lr_scale == 0.5
     # the command line still wins over a model's own task and data
     assert compose_cfg(["model=patchtst", "data=custom"]).data.family == "custom"

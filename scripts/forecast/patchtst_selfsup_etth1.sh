@@ -10,10 +10,11 @@ pre=outputs/patchtst_pretrain_etth1_$stamp
 python main.py model=patchtst_pretrain data=ett data.name=ETTh1 trainer.progress=false \
   hydra.run.dir=$pre "$@"
 for mode in linear_probe finetune; do
-  freeze=$([ $mode = linear_probe ] && echo true || echo false)
+  # linear probing: 20 head-only epochs; fine-tuning: 10 head-only, then 20 of the whole network
+  probe=$([ $mode = linear_probe ] && echo "model.freeze_backbone=true model.freeze_epochs=0 trainer.max_epochs=20" || true)
   out=outputs/multirun/patchtst_${mode}_etth1_$stamp
   python main.py -m experiment=patchtst_etth1_finetune model.pretrained=$pre/checkpoints/best.pt \
-    model.freeze_backbone=$freeze \
+    $probe \
     data.pred_len=96,192,336,720 trainer.progress=false hydra.sweep.dir=$out "$@"
   python scripts/summarise.py $out --metrics test.mse test.mae
 done
