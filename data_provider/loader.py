@@ -39,15 +39,17 @@ class ArrayBatches:
     def _epoch_order(self, max_per_class: int | None) -> torch.Tensor:
         """Sample order of this epoch. With ``max_per_class``, every class contributes at
         most that many samples, drawn anew each epoch (undersampling a majority class, such
-        as normal beats, without discarding any of its samples for good)."""
+        as normal beats, without discarding any of its samples for good). A negative label
+        marks an unlabelled sample (the semi-supervised pretraining set's -1), not a class:
+        those are all kept, every epoch."""
         if not self.shuffle:
             return torch.arange(self.n)
         order = torch.randperm(self.n, generator=self.generator)
         if max_per_class is None or "y" not in self.arrays:
             return order
         y = self.arrays["y"].cpu()[order]
-        keep = torch.zeros(self.n, dtype=torch.bool)
-        for c in torch.unique(y):
+        keep = y < 0                                  # unlabelled: never capped
+        for c in torch.unique(y[~keep]):
             members = torch.nonzero(y == c).flatten()
             keep[members[:max_per_class]] = True
         kept = order[keep]

@@ -89,3 +89,18 @@ def test_max_per_class_caps_each_class_and_mixes_classes_through_the_epoch():
     other = torch.cat([b["y"] for b in make_loader(ds, batch_size=20, train=True, seed=0, epoch=1,
                                                    max_per_class=100)])
     assert not torch.equal(labels, other)  # a fresh draw every epoch
+
+
+def test_max_per_class_keeps_every_unlabelled_sample():
+    """y = -1 (the semi-supervised pretraining set's unlabelled series) is not a class: the cap
+    applies to the real classes only and every unlabelled sample is in every epoch."""
+    y = torch.cat([torch.full((300,), -1), torch.zeros(50), torch.ones(8)]).long()
+    ds = ArrayDataset(x=torch.randn(len(y), 4, 1), y=y, index=torch.arange(len(y)))
+    for epoch in (0, 1):
+        batches = list(make_loader(ds, batch_size=32, train=True, seed=0, epoch=epoch, max_per_class=10))
+        labels = torch.cat([b["y"] for b in batches])
+        index = torch.cat([b["index"] for b in batches])
+        assert int((labels == -1).sum()) == 300 and int((labels == 0).sum()) == 10
+        assert int((labels == 1).sum()) == 8
+        assert torch.equal(torch.sort(index[labels == -1]).values, torch.arange(300))
+        assert len(torch.unique(index)) == len(index)                 # no sample twice

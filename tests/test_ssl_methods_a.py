@@ -231,6 +231,34 @@ def test_hybrid_labels_and_requirements():
         model({"x": torch.randn(6, 40, 1)})
 
 
+def test_hybrid_max_per_class_caps_labelled_classes_and_keeps_all_unlabelled(data_dir, cache_dir, tmp_path):
+    """model=hybrid with trainer.max_per_class=N on ECG200 (label_fraction 0.25 of the 80
+    TRAIN series): every epoch holds at most N labelled series per class and all the
+    unlabelled (-1) ones; -1 is not capped as if it were a class."""
+    from exp.exp_pretrain import Exp_Pretrain
+    from utils.compose import compose_cfg
+    from utils.seed import seed_everything
+
+    cfg = compose_cfg(["model=hybrid", "data=ucr", "data.name=ECG200", "model.repr_dim=16",
+                       "model.encoder_kwargs.widths=[16,16]", "model.proj_dim=8",
+                       "task.label_fraction=0.25", "trainer.max_per_class=3", "trainer.batch_size=16",
+                       "trainer.drop_last=false",
+                       f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}",
+                       "trainer.device=cpu", "trainer.progress=false"])
+    seed_everything(0)
+    exp = Exp_Pretrain(cfg, tmp_path)
+    y = exp.data.splits["train"].arrays["y"]
+    n_unlabelled = int((y == -1).sum())
+    assert n_unlabelled >= 55 and (torch.bincount(y[y >= 0]) > 3).all()    # ~20 labelled, both classes
+    for epoch in (0, 1):
+        batches = list(exp._loader("train", True, epoch))
+        labels = torch.cat([b["y"] for b in batches])
+        index = torch.cat([b["index"] for b in batches])
+        assert int((labels == -1).sum()) == n_unlabelled
+        assert set(index[labels == -1].tolist()) == set(torch.nonzero(y == -1).flatten().tolist())
+        assert torch.bincount(labels[labels >= 0]).tolist() == [3, 3]
+
+
 # ---------------------------------------------------------------------------- representation contract
 @pytest.mark.parametrize("cls,kw", [(SimCLR, {}), (MoCo, dict(queue_size=8)),
                                     (BYOL, dict(proj_hidden_dim=8, pred_hidden_dim=8)),

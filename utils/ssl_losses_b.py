@@ -148,7 +148,12 @@ class COMETLoss(nn.Module):
     """Weighted sum of the four levels. ``weights`` = [patient, trial, sample, observation]
     (0.25 each: the official default; the PTB config uses 0.1, 0.7, 0.1, 0.1).
     sample level = instance contrast, observation level = temporal contrast (TS2Vec
-    formulation), both over max-pooled scales; patient and trial level = id contrast."""
+    formulation), both over max-pooled scales; patient and trial level = id contrast.
+
+    A level the model left out of ``outputs`` (no ``<level>_z1``, or for patient/trial no
+    ``<level>_id``: the data has no such ids, see models/ssl/comet.py) is skipped like a level
+    of weight 0 (the official code's factor 0): its weight is dropped, the others are kept as
+    they are, and it is absent from the returned parts."""
 
     def __init__(self, weights=(0.25, 0.25, 0.25, 0.25), temperature: float = 0.1):
         super().__init__()
@@ -160,16 +165,22 @@ class COMETLoss(nn.Module):
     def forward(self, outputs: dict, batch: dict | None = None) -> dict:
         parts = {}
         for level, w in self.weights.items():
-            if w == 0:
+            if w == 0 or f"{level}_z1" not in outputs:
+                continue
+            is_id_level = level in ("patient", "trial")
+            if is_id_level and f"{level}_id" not in outputs:
                 continue
             z1, z2 = outputs[f"{level}_z1"], outputs[f"{level}_z2"]
-            if level in ("patient", "trial"):
-                ids = outputs[f"{level}_id"]
-                parts[level] = id_contrastive_loss(z1, z2, ids, self.temperature)
+            if is_id_level:
+                parts[level] = id_contrastive_loss(z1, z2, outputs[f"{level}_id"], self.temperature)
             elif level == "sample":
                 parts[level] = over_scales(instance_contrastive_loss, z1, z2)
             else:
                 parts[level] = over_scales(temporal_contrastive_loss, z1, z2)
+        if not parts:
+            raise ValueError("COMETLoss: no level with a non-zero weight in loss.weights "
+                             f"{list(self.weights.values())} is present in the model's outputs "
+                             f"{sorted(outputs)}")
         loss = sum(self.weights[k] * v for k, v in parts.items())
         return {"loss": loss, **parts}
 

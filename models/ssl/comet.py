@@ -12,7 +12,12 @@ One encoder (the TS2Vec dilated CNN, as the official code: hidden 64, depth 10, 
 The losses are in utils.ssl_losses_b.COMETLoss. Batch keys: ``patient_id`` (on MIT-BIH the
 record, with 201 and 202 one patient) and ``trial_id``. When the data family gives no
 trial_id, a trial is ``trial_windows`` consecutive windows of one patient, derived from the
-batch's ``index`` (the sample's row in the pretraining set). COMET pretrains best when a batch
+batch's ``index`` (the sample's row in the pretraining set). A level whose ids the data lacks
+(UCR/UEA sets know neither patients nor trials) is left out, as the official code does for
+a level with factor 0 and as its README suggests ("removing data levels"): no views are
+encoded for it, its term and weight drop out of the loss (the other weights are not
+rescaled), and a warning names it once. Without patient ids, row order says nothing about
+trials, so the trial level needs ``trial_id`` then. COMET pretrains best when a batch
 holds several samples of the same trials and patients (the official trial-shuffling
 sampler); with plain random batches of a large split, trial-level positives are rare, so
 ``group_trials`` (default) asks task=pretrain for batches of whole trials
@@ -24,6 +29,7 @@ updated after every optimizer step as the official code) and max-pools over time
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 from torch import nn
@@ -31,8 +37,19 @@ from torch import nn
 from layers.dilated_conv import TSEncoder
 from models.ssl.repr_b import BatchedEncodeMixin, pool_time
 
+log = logging.getLogger(__name__)
+
 LEVEL_MASKS = {"patient": "all_true", "trial": "all_true", "sample": "continuous",
                "observation": "continuous"}
+MISSING_HOW = {
+    "patient": "To train it, pretrain on a data family whose samples carry 'patient_id' "
+               "(data=ecg: the MIT-BIH record) in every split of task.pretrain_splits; "
+               "to silence this, drop 'patient' from model.levels.",
+    "trial": "To train it, give the samples a 'trial_id', or a 'patient_id' (with the row "
+             "'index', trials are then model.trial_windows consecutive windows of a patient), "
+             "in every split of task.pretrain_splits; to silence this, drop 'trial' from "
+             "model.levels.",
+}
 
 
 class COMET(BatchedEncodeMixin, nn.Module):
@@ -50,6 +67,7 @@ class COMET(BatchedEncodeMixin, nn.Module):
         self.avg_encoder = copy.deepcopy(self.encoder)   # SWA copy used by encode()
         for p in self.avg_encoder.parameters():
             p.requires_grad_(False)
+        self._warned = set()   # levels already reported as lacking ids
         self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long))
         self.repr_dim = output_dims
 
@@ -61,13 +79,10 @@ class COMET(BatchedEncodeMixin, nn.Module):
         self.n_averaged += 1
 
     def _ids(self, batch: dict) -> dict:
+        """The patient/trial ids of the batch that the data provides (or that can be derived);
+        a level whose ids are missing gets none."""
         ids = {}
-        if "patient" in self.levels:
-            if "patient_id" not in batch:
-                raise KeyError("COMET's patient level needs batch key 'patient_id': a data family "
-                               "that knows patients (data=ecg gives it) and a pretraining set that "
-                               "keeps it; or drop 'patient' from model.levels and set its loss "
-                               "weight (loss.weights[0]) to 0")
+        if "patient" in self.levels and "patient_id" in batch:
             ids["patient_id"] = batch["patient_id"]
         if "trial" in self.levels:
             if "trial_id" in batch:
@@ -75,26 +90,36 @@ class COMET(BatchedEncodeMixin, nn.Module):
             elif "index" in batch and "patient_id" in batch:
                 # consecutive windows of one patient form a trial
                 ids["trial_id"] = batch["patient_id"].long() * 10**9 + batch["index"].long() // self.trial_windows
-            else:
-                raise KeyError("COMET's trial level needs batch key 'trial_id' (or 'patient_id' and "
-                               "'index' to group consecutive windows); or drop 'trial' from model.levels")
         return ids
+
+    def active_levels(self, ids: dict) -> tuple:
+        """The levels a batch with these ``_ids`` can train: ``self.levels`` less the
+        patient/trial level whose ids are missing (each named once in a warning)."""
+        missing = [lv for lv in ("patient", "trial") if lv in self.levels and f"{lv}_id" not in ids]
+        for level in missing:
+            if level not in self._warned:
+                self._warned.add(level)
+                log.warning("COMET: the batches carry no %s ids, so the %s level is left out of "
+                            "the loss (its weight dropped; the other levels still train). %s",
+                            level, level, MISSING_HOW[level])
+        active = tuple(lv for lv in self.levels if lv not in missing)
+        if not active:
+            raise ValueError(f"COMET: none of model.levels={list(self.levels)} can be trained on "
+                             "this data (no patient/trial ids); add 'sample' and/or 'observation'")
+        return active
 
     def batch_groups(self, arrays: dict):
         """Trial id of every pretraining sample (Exp_Pretrain keeps trials whole in a batch,
         the official trial shuffling); None when not grouping or no trial is known."""
         if not self.group_trials or "trial" not in self.levels:
             return None
-        try:
-            return self._ids(arrays)["trial_id"]
-        except KeyError:
-            return None
+        return self._ids(arrays).get("trial_id")
 
     def forward(self, batch: dict) -> dict:
         x = batch["x"]
         ids = self._ids(batch)
         out = {}
-        for level in self.levels:
+        for level in self.active_levels(ids):
             out[f"{level}_z1"] = self.encoder(x, mask=LEVEL_MASKS[level])
             out[f"{level}_z2"] = self.encoder(x, mask=LEVEL_MASKS[level])
         if "patient_id" in ids:
