@@ -43,7 +43,20 @@ log = logging.getLogger(__name__)
 OFFICIAL_SITE = "https://www.timeseriesclassification.com/"
 DEFAULT_SOURCE_URL = "https://www.timeseriesclassification.com/aeon-toolkit/{name}.zip"
 SPLITS = ("TRAIN", "TEST")
-NORMALIZATIONS = ("none", "series_zscore", "train_channel_zscore")
+NORMALIZATIONS = ("none", "series_zscore", "train_channel_zscore", "train_global_zscore", "ts2vec")
+# UCR 2018 datasets whose series the archive did not z-normalise. TS2Vec's UCR loader scales
+# exactly these by one mean/std over all values of the TRAIN file (keeping the amplitude
+# information) and feeds every other UCR dataset as it is (data.normalize=ts2vec).
+TS2VEC_RESCALED_UCR = frozenset({
+    "AllGestureWiimoteX", "AllGestureWiimoteY", "AllGestureWiimoteZ", "BME", "Chinatown",
+    "Crop", "EOGHorizontalSignal", "EOGVerticalSignal", "Fungi", "GestureMidAirD1",
+    "GestureMidAirD2", "GestureMidAirD3", "GesturePebbleZ1", "GesturePebbleZ2",
+    "GunPointAgeSpan", "GunPointMaleVersusFemale", "GunPointOldVersusYoung", "HouseTwenty",
+    "InsectEPGRegularTrain", "InsectEPGSmallTrain", "MelbournePedestrian",
+    "PickupGestureWiimoteZ", "PigAirwayPressure", "PigArtPressure", "PigCVP", "PLAID",
+    "PowerCons", "Rock", "SemgHandGenderCh2", "SemgHandMovementCh2", "SemgHandSubjectCh2",
+    "ShakeGestureWiimoteZ", "SmoothSubspace", "UMD",
+})
 MAX_EXTRACT_BYTES = 8 << 30  # one extracted file; guards against a zip bomb
 _CACHE_VERSION = 1
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # also keeps the name inside data_dir
@@ -96,7 +109,12 @@ def build(cfg) -> DataBundle:
 
     x_all = np.concatenate([x_train, x_test])
     m_all = np.concatenate([m_train, m_test])
-    x_all, stats = normalize(x_all, m_all, method, fit_idx=idx_train)
+    applied, fit_idx = method, idx_train
+    if method == "ts2vec":
+        applied = ts2vec_scaling(archive, name)
+        fit_idx = np.arange(len(x_train))  # the official loaders fit on the whole TRAIN file
+        log.info("data.normalize=ts2vec: %s on all TRAIN rows (TS2Vec's %s loader)", applied, archive)
+    x_all, stats = normalize(x_all, m_all, applied, fit_idx=fit_idx)
     x_train, x_test = x_all[: len(x_train)], x_all[len(x_train):]
 
     def subset(x, m, y, idx):
@@ -123,6 +141,7 @@ def build(cfg) -> DataBundle:
         "variable_length": bool(raw["variable_length"]),
         "has_missing": bool(raw["has_missing"]),
         "normalize": method,
+        "normalize_applied": applied,
         "n_train": len(idx_train), "n_val": len(idx_val), "n_test": len(y_test),
         **stats,
     }
@@ -283,6 +302,16 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
 
 
 # ----------------------------------------------------------------------------- scaling
+def ts2vec_scaling(archive: str, name: str) -> str:
+    """The scaling of the official TS2Vec loaders (datautils.load_UCR / load_UEA), which
+    build() fits on the whole TRAIN file (train + the validation carved from it), as they do.
+    UCR: one mean/std over all TRAIN values for the archive's not-normalised datasets
+    (TS2VEC_RESCALED_UCR), the series unchanged otherwise. UEA: a per-channel StandardScaler."""
+    if archive == "UCR":
+        return "train_global_zscore" if name in TS2VEC_RESCALED_UCR else "none"
+    return "train_channel_zscore"
+
+
 def normalize(x: np.ndarray, mask: np.ndarray, method: str, fit_idx) -> tuple[np.ndarray, dict]:
     """Scale x [N, T, C] over observed steps only; padded/missing steps stay 0.
 
@@ -293,6 +322,9 @@ def normalize(x: np.ndarray, mask: np.ndarray, method: str, fit_idx) -> tuple[np
     - train_channel_zscore: one mean/std per channel, fit on the observed values of the
       training rows (fit_idx) only and applied to every split, as TS2Vec's UEA loader does with
       a StandardScaler; the default for UEA, whose channels have very different units/scales.
+    - train_global_zscore: one mean/std over all observed values of the training rows (every
+      channel and step), applied to every split; keeps the relative amplitudes of the series.
+    - ts2vec: resolved by build() through :func:`ts2vec_scaling` to one of the above.
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"unknown data.normalize '{method}'; choose one of {', '.join(NORMALIZATIONS)}")
@@ -306,6 +338,14 @@ def normalize(x: np.ndarray, mask: np.ndarray, method: str, fit_idx) -> tuple[np
         out = (x - mean) / np.where(std > 1e-8, std, 1.0)
         return np.where(m, out, 0.0).astype(np.float32), {}
     fit_x, fit_m = x[fit_idx].astype(np.float64), m[fit_idx]
+    if method == "train_global_zscore":
+        vals = fit_x[np.broadcast_to(fit_m, fit_x.shape)]
+        mean, std = float(vals.mean()), float(vals.std())
+        std = std if std > 1e-8 else 1.0
+        out = np.where(m, (x - mean) / std, 0.0).astype(np.float32)
+        return out, {"global_mean": mean, "global_std": std}
+    if method != "train_channel_zscore":
+        raise ValueError(f"data.normalize '{method}' must be resolved before normalize() (see build)")
     count = np.maximum(fit_m.sum(axis=(0, 1)), 1)
     mean = (fit_x * fit_m).sum(axis=(0, 1)) / count
     std = np.sqrt((((fit_x - mean) * fit_m) ** 2).sum(axis=(0, 1)) / count)

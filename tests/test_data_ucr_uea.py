@@ -190,6 +190,33 @@ def test_zscore_ignores_padding(data_dir):
     np.testing.assert_allclose(xs.std(1), 1, atol=1e-4)
 
 
+def test_ts2vec_scaling_follows_the_official_loaders(data_dir):
+    # UCR: datasets the archive z-normalised stay as they are
+    plain, t = build("ucr", "GunPoint", data_dir), build("ucr", "GunPoint", data_dir, normalize="ts2vec")
+    assert t.meta["normalize_applied"] == "none"
+    for s in ("train", "val", "test"):
+        assert np.array_equal(arr(t.splits[s], "x"), arr(plain.splits[s], "x"))
+    # ... the not-normalised ones get one mean/std over all TRAIN values
+    assert ucr_uea.ts2vec_scaling("UCR", "Chinatown") == "train_global_zscore"
+    assert ucr_uea.ts2vec_scaling("UEA", "BasicMotions") == "train_channel_zscore"
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(6, 10, 2)) * np.array([1.0, 5.0])
+    mask = np.ones((6, 10), bool)
+    mask[0, 7:] = False                                    # a shorter series, zero-padded
+    x[0, 7:] = 0
+    out, stats = ucr_uea.normalize(x, mask, "train_global_zscore", fit_idx=np.arange(4))
+    fit = x[:4][mask[:4]]                                  # observed TRAIN values, all channels
+    assert stats["global_mean"] == pytest.approx(fit.mean()) and stats["global_std"] == pytest.approx(fit.std())
+    np.testing.assert_allclose(out[mask], (x[mask] - fit.mean()) / fit.std(), rtol=1e-5)
+    assert (out[0, 7:] == 0).all()
+    # UEA: a per-channel scaler fit on the whole TRAIN file (train + val)
+    b = build("uea", "BasicMotions", data_dir, normalize="ts2vec")
+    assert b.meta["normalize_applied"] == "train_channel_zscore"
+    obs = train_in_file_order(b, "x").reshape(-1, 6)           # equal lengths: no padding
+    np.testing.assert_allclose(obs.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(obs.std(0), 1, atol=1e-4)
+
+
 def test_pretrain_aliases(data_dir):
     b = build("ucr", "GunPoint", data_dir, task="pretrain")
     for s in ("train", "val", "test"):

@@ -41,6 +41,22 @@ def test_svm_grid_search_runs_when_there_is_enough_data(ecg200):
     assert small.estimator.C == np.inf
 
 
+def test_svm_scores_agree_with_predict_on_vote_ties():
+    """3 classes: a one-vs-one vote tie makes the raw one-vs-rest decision argmax differ from
+    SVC.predict (the official accuracy); the protocol's scores must follow predict."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 5)), np.repeat([0, 1, 2], 10)
+    clf = fit_svm(x, y)                                    # < 50 samples: hard margin
+    xt = rng.normal(size=(400, 5)) * 2
+    raw = clf.estimator.decision_function(xt)
+    pred, scores = clf.predict(xt), clf.scores(xt)
+    assert (raw.argmax(1) != pred).any()                   # ties occur here
+    assert np.array_equal(pred, scores.argmax(1))
+    same = raw.argmax(1) == pred                           # rows without a tie are untouched
+    assert np.array_equal(scores[same], raw[same])
+    assert np.allclose(np.sort(scores, 1), np.sort(raw, 1))  # a tie row only reorders
+
+
 def test_finetune_trains_a_copy_and_beats_the_majority(ecg200):
     (xtr, ytr), _, (xte, yte) = ecg200["train"], ecg200["val"], ecg200["test"]
     torch.manual_seed(0)
