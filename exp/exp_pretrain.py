@@ -261,6 +261,12 @@ class Exp_Pretrain(Exp_Basic):
                 raise TypeError(f"protocol {protocol} (task.protocol / task.evaluations) needs "
                                 f"model.{', model.'.join(lacking)}, which model={cfg.model.name} "
                                 "does not have; choose another protocol")
+        frac = float(cfg.task.get("label_fraction", 1.0))
+        if getattr(self.model, "uses_labels", False) and any(
+                f != frac for _, f in parse_evaluations(cfg.task.get("evaluations"))):
+            log.warning("model=%s pretrains with the labels of task.label_fraction=%g: the "
+                        "task.evaluations at other fractions evaluate an encoder that saw a "
+                        "different number of labels than they are given", cfg.model.name, frac)
         self._resolve_schedule()
         self._groups = self._batch_groups()
 
