@@ -1,10 +1,11 @@
-"""TimesURL: frequency mixing changes only the chosen frequency bins, segment masks,
-aligned views, Universum hard negatives and the joint loss."""
+"""TimesURL: frequency mixing changes only the chosen frequency bins, segment masks, the
+time-stamp split, aligned views, Universum hard negatives and the joint loss."""
 import numpy as np
 import pytest
 import torch
 
-from models.timesurl import TimesURL, frequency_mix, segment_mask
+from models.timesurl import (TimesURL, frequency_mix, frequency_mix_official, segment_mask,
+                             time_segment_mask, time_split)
 from utils.losses_timesurl import (TimesURLLoss, dual_instance_loss, dual_temporal_loss,
                                    instance_universum, masked_mse, temporal_universum)
 from utils.losses_ts2vec import instance_contrastive_loss, temporal_contrastive_loss
@@ -45,7 +46,8 @@ def test_segment_mask_counts():
 
 def test_views_align_and_reconstruction_targets_are_the_input():
     torch.manual_seed(0)
-    model = TimesURL(1, output_dims=16, hidden_dims=8, depth=2, freq_mix_rate=0.0)
+    model = TimesURL(1, output_dims=16, hidden_dims=8, depth=2, freq_mix_rate=0.0,
+                     time_split=False)
     t = 60
     x = torch.arange(t, dtype=torch.float32).view(1, t, 1).repeat(4, 1, 1)
     out = model({"x": x})
@@ -64,22 +66,81 @@ def test_encoder_sees_no_timestamp_mask_and_the_view_mixing_changes_view_two():
     model = TimesURL(2, output_dims=8, hidden_dims=4, depth=1)
     assert model.encoder.mask_mode == "all_true"
     out = model({"x": torch.randn(6, 40, 2)})
-    assert not torch.allclose(out["target1"], out["target2"])
+    assert len(out["pairs"]) == 2
+    for pair in out["pairs"]:
+        assert not torch.allclose(pair["target1"], pair["target2"])
+        assert (pair["target2"] >= 0).all()          # official mixing returns |ifft|
 
 
-def test_universums_mix_with_another_step_or_instance():
+def test_universums_mix_with_a_permuted_step_or_instance():
     torch.manual_seed(0)
     z = torch.randn(3, 7, 4, dtype=torch.float64)
     lam = 0.2
     rest = (temporal_universum(z, lam) - lam * z) / (1 - lam)
-    for b in range(3):
-        for t in range(7):
-            matches = [s for s in range(7) if torch.allclose(rest[b, t], z[b, s])]
-            assert matches and t not in matches
+    partner = [[s for s in range(7) if torch.allclose(rest[0, t], z[0, s])] for t in range(7)]
+    assert all(len(p) == 1 for p in partner)
+    perm = [p[0] for p in partner]
+    assert sorted(perm) == list(range(7))                # a permutation of the steps ...
+    for b in range(3):                                   # ... shared by the batch
+        assert all(torch.allclose(rest[b, t], z[b, perm[t]]) for t in range(7))
     rest = (instance_universum(z, lam) - lam * z) / (1 - lam)
-    for b in range(3):
-        matches = [j for j in range(3) if torch.allclose(rest[b], z[j])]
-        assert matches and b not in matches
+    perm = [[j for j in range(3) if torch.allclose(rest[b], z[j])][0] for b in range(3)]
+    assert sorted(perm) == [0, 1, 2]
+
+
+def test_official_frequency_mix_swaps_complex_coefficients_and_returns_the_modulus():
+    torch.manual_seed(0)
+    x, partner = torch.randn(4, 64, 2, dtype=torch.float64), torch.randn(4, 64, 2, dtype=torch.float64)
+    mixed, chosen = frequency_mix_official(x, 0.5, partner=partner, return_mask=True)
+    assert mixed.shape == x.shape and (mixed >= 0).all()
+    assert 0.3 < chosen.float().mean() < 0.7
+    # three positions per (series, channel) are never chosen
+    assert ((~chosen).sum(dim=1) >= 3).all()
+    xf, pf = torch.fft.fft(x, dim=1), torch.fft.fft(partner, dim=1)
+    want = torch.fft.ifft(torch.where(chosen, pf, xf), dim=1).abs()
+    assert torch.allclose(mixed, want)
+    # no mixing: the modulus of the series itself
+    assert torch.allclose(frequency_mix_official(x, 0.0), x.abs(), atol=1e-9)
+
+
+def test_time_split_gives_two_complementary_subsets_in_time_order():
+    torch.manual_seed(0)
+    b, t = 5, 50
+    x = torch.arange(1, t + 1, dtype=torch.float32).view(1, t, 1).repeat(b, 1, 2)
+    (v1, t1, ok1), (v2, t2, ok2) = time_split(x)
+    for i in range(b):
+        a, c = v1[i, ok1[i], 0], v2[i, ok2[i], 0]
+        assert 0.3 * t - 1 <= len(a) <= 0.7 * t
+        assert len(a) + len(c) == t
+        assert sorted(torch.cat([a, c]).tolist()) == list(range(1, t + 1))
+        assert (a[1:] > a[:-1]).all() and (c[1:] > c[:-1]).all()
+        assert torch.equal(t1[i, ok1[i]] + 1, a)           # times are the original steps
+        assert (v1[i, ~ok1[i]] == 0).all() and (v2[i, ~ok2[i]] == 0).all()
+        assert ok1[i, :len(a)].all() and not ok1[i, len(a):].any()
+
+
+def test_time_segment_mask_hides_observed_intervals():
+    torch.manual_seed(0)
+    t = 200
+    times = torch.arange(t, dtype=torch.float32).expand(6, t)
+    observed = torch.ones(6, t, 3, dtype=torch.bool)
+    observed[:, 150:] = False                             # padding
+    hidden = time_segment_mask(times, observed, segment_num=3, ratio=0.05)
+    assert not hidden[:, 150:].any()
+    per = hidden.sum(dim=1)                               # span 149 * 0.05 = 7.45 -> 8 steps
+    assert ((per == 0) | ((per >= 22) & (per <= 24))).all() and (per > 0).float().mean() > 0.8
+
+
+def test_loss_sums_over_the_two_time_stamp_subsets():
+    torch.manual_seed(0)
+    model = TimesURL(1, output_dims=8, hidden_dims=4, depth=1)
+    out = model({"x": torch.randn(6, 40, 1)})
+    loss_fn = TimesURLLoss()
+    torch.manual_seed(1)
+    total = loss_fn(out)
+    torch.manual_seed(1)
+    parts = [loss_fn(p) for p in out["pairs"]]
+    assert total["loss"].item() == pytest.approx(sum(p["loss"].item() for p in parts), rel=1e-5)
 
 
 def test_universum_negatives_raise_the_contrastive_loss():
