@@ -72,14 +72,37 @@ def main(argv=None) -> int:
         rows.append([key[0], key[1], key[2], f"{key[3]:g}", str(len(runs)),
                      mean_std([r["macro_f1"] for r in runs]), mean_std([r["accuracy"] for r in runs]),
                      f"{statistics.mean(secs):.0f}" if secs else "–"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    table = "\n".join(lines)
-    (args.root / "summary.md").write_text(table + "\n")
+    table = markdown(header, rows)
+    compact = markdown(*per_method(groups))
+    (args.root / "summary.md").write_text(table + "\n\n" + compact + "\n")
     with open(args.root / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows([header] + rows)
-    print(table)
+    print(table + "\n\n" + compact)
     return 0
+
+
+def markdown(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def per_method(groups: dict) -> tuple[list, list]:
+    """One row per dataset and method, one column per protocol@fraction holding
+    "macro-F1 / accuracy" (means over seeds), then the seeds and pretraining seconds."""
+    evals = sorted({(k[2], k[3]) for k in groups}, key=lambda e: (e[0], -e[1]))
+    header = ["data", "method"] + [f"{p}@{f:g} F1 / acc" for p, f in evals] + ["seeds", "pretrain s"]
+    rows = []
+    for data, method in sorted({k[:2] for k in groups}, key=lambda k: order((*k, "", 0))):
+        row, seeds, secs = [data, method], 0, []
+        for p, f in evals:
+            runs = groups.get((data, method, p, f), [])
+            seeds = max(seeds, len(runs))
+            secs += [r["seconds"] for r in runs if r["seconds"] is not None]
+            f1 = [r["macro_f1"] for r in runs if r["macro_f1"] is not None]
+            acc = [r["accuracy"] for r in runs if r["accuracy"] is not None]
+            row.append(f"{statistics.mean(f1):.3f} / {statistics.mean(acc):.3f}" if f1 and acc else "–")
+        rows.append(row + [str(seeds), f"{statistics.mean(secs):.0f}" if secs else "–"])
+    return header, rows
 
 
 if __name__ == "__main__":
