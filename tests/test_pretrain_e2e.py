@@ -268,6 +268,9 @@ def test_protocol_and_forecast_mode_mismatches_fail_before_pretraining(data_dir,
 def test_max_steps_auto_only_for_pretraining():
     from utils.config_check import check_config
     check_config(compose_cfg(["model=ts2vec"]))
+    # MAE's cosine schedule follows max_epochs: a step-bounded run must say so before training
+    with pytest.raises(ValueError, match="scheduler.T_max is null"):
+        check_config(compose_cfg(["model=mae", "trainer.max_epochs=null", "trainer.max_steps=100"]))
     with pytest.raises(ValueError, match="max_steps=auto is only valid for task=pretrain"):
         check_config(compose_cfg(["model=ts2vec", "task=classification"]))
     with pytest.raises(ValueError, match="max_steps=ten is not valid"):

@@ -42,3 +42,20 @@ def check_config(cfg: DictConfig) -> None:
     for k in ("batch_size", "eval_batch_size"):
         if int(t[k]) < 1:
             raise ValueError(f"trainer.{k}={t[k]} must be a positive integer")
+    check_scheduler(cfg)
+
+
+def check_scheduler(cfg: DictConfig) -> None:
+    """A schedule argument left null - typically one that follows trainer.max_epochs, as the
+    cosine T_max, in a run bounded by trainer.max_steps - would fail only after the first
+    epoch, with every step of it lost."""
+    sched = cfg.get("scheduler")
+    if not sched or not sched.get("_target_"):
+        return
+    for key, value in sched.items():
+        if value is None and not str(key).startswith("_"):
+            raise ValueError(
+                f"scheduler.{key} is null (it follows trainer.max_epochs, null in this "
+                f"step-bounded run?); set trainer.max_epochs=<N>, scheduler.{key}=<value>, or "
+                "scheduler=none")
+
