@@ -24,11 +24,15 @@ class SVMClassifier(SklearnClassifier):
     With three or more classes, SVC's one-vs-rest ``decision_function`` is the one-vs-one
     vote count plus a bounded confidence term; when the votes tie (e.g. 1-1-1), its argmax
     can pick another class than ``predict`` (the first class with the most votes). In such a
-    row the predicted class's score and the top score swap places; other rows are untouched."""
+    row the predicted class's score and the top score swap places; other rows are untouched.
+    The votes are read off the decision values themselves (the confidence term lies within
+    +-1/3, so rounding recovers them), so the kernel is evaluated once, not again by predict."""
 
     def scores(self, features) -> np.ndarray:
         out = super().scores(features)
-        pred = self.predict(features).astype(int)
+        if len(self.estimator.classes_) < 3:    # two classes: one decision value, no votes
+            return out
+        pred = np.round(out).argmax(axis=1)     # most votes, ties to the lowest class (libsvm)
         rows = np.flatnonzero(out.argmax(axis=1) != pred)
         if len(rows):
             top = out[rows].argmax(axis=1)
