@@ -227,9 +227,10 @@ class Exp_Basic:
             self.tb.scalar("train/epoch_loss", train_loss, self.state["step"])
             self.tb.scalars({f"{monitor_split}/{k}": v for k, v in flatten_metrics(val_metrics).items()},
                             self.state["step"])
-            log.info("epoch %d | train loss %.4f | %s %s | %s %.1fs", epoch + 1, train_loss,
-                     monitor_split, self._summary(val_metrics), "best" if improved else "    ",
-                     time.perf_counter() - t0)
+            # without a validation split the monitored metrics are the train loss itself
+            monitored = (f" | val {self._summary(val_metrics)}" if monitor_split == "val" else "")
+            log.info("epoch %d | train loss %.4f%s | %s %.1fs", epoch + 1, train_loss, monitored,
+                     "best" if improved else "    ", time.perf_counter() - t0)
             bar.update(1)
             if self._should_stop():
                 log.info("early stopping: %s did not improve for %d epochs",
@@ -244,8 +245,12 @@ class Exp_Basic:
         self.model.train()
         loader = self._loader("train", train=True, epoch=epoch)
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not t.progress,
-                   dynamic_ncols=True)
+        # a step-bounded run shows the steps it will take, not the epoch's batches it will skip
+        total = len(loader) if hasattr(loader, "__len__") else None
+        if t.max_steps is not None and total is not None:
+            total = min(total, max(int(t.max_steps) - self.state["step"], 0))
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}", total=total, leave=False,
+                   disable=not t.progress, dynamic_ncols=True)
         for batch in bar:
             batch = self._to_device(batch)
             with self._autocast():
