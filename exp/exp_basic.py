@@ -62,6 +62,7 @@ class Exp_Basic:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         self.tb = TensorBoardLogger(self.run_dir)
         self.state = {"epoch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0}
+        self._pending_best: dict | None = None   # a best epoch not yet written (checkpoint_every > 1)
 
     # ------------------------------------------------------------------ setup
     def _acquire_device(self) -> torch.device:
@@ -221,9 +222,9 @@ class Exp_Basic:
             self.state["epoch"] = epoch + 1
             # wall time of training + validation, kept in the checkpoint so a resumed run adds up
             self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.perf_counter() - t0
-            self._save("last.pt")
-            if improved:
-                self._save("best.pt")
+            stop = self._should_stop()
+            self._write_checkpoints(improved, final=stop or self.state["epoch"] >= epochs
+                                    or self._steps_done())
             self.tb.scalar("train/epoch_loss", train_loss, self.state["step"])
             self.tb.scalars({f"{monitor_split}/{k}": v for k, v in flatten_metrics(val_metrics).items()},
                             self.state["step"])
@@ -232,7 +233,7 @@ class Exp_Basic:
             log.info("epoch %d | train loss %.4f%s | %s %.1fs", epoch + 1, train_loss, monitored,
                      "best" if improved else "    ", time.perf_counter() - t0)
             bar.update(1)
-            if self._should_stop():
+            if stop:
                 log.info("early stopping: %s did not improve for %d epochs",
                          self.cfg.task.monitor, self.state["bad_epochs"])
                 break
@@ -399,8 +400,27 @@ class Exp_Basic:
         return " ".join(f"{k} {metrics[k]:.4f}" for k in keys[:6])
 
     # ------------------------------------------------------------------ checkpoints
+    def _write_checkpoints(self, improved: bool, final: bool) -> None:
+        """last.pt after every trainer.checkpoint_every-th epoch and after the last one, best.pt
+        with it. A best epoch in between is held in memory (a CPU copy) until the next write,
+        so tiny epochs of a large model (DINO's 65,536-way head on 100 series) do not spend
+        their time on disk; a kill loses at most checkpoint_every - 1 epochs, which a resumed
+        run replays to the same result."""
+        every = int(self.cfg.trainer.get("checkpoint_every", 1) or 1)
+        write = final or self.state["epoch"] % every == 0
+        if improved:
+            self._pending_best = self._checkpoint() if write else _cpu_copy(self._checkpoint())
+        if write:
+            self._save("last.pt")
+            if self._pending_best is not None:
+                save_atomic(self._pending_best, self.ckpt_dir / "best.pt")
+                self._pending_best = None
+
     def _save(self, name: str) -> None:
-        ckpt = {
+        save_atomic(self._checkpoint(), self.ckpt_dir / name)
+
+    def _checkpoint(self) -> dict:
+        return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -409,7 +429,6 @@ class Exp_Basic:
             "rng": get_rng_state(),
             "config": OmegaConf.to_yaml(self.cfg),
         }
-        save_atomic(ckpt, self.ckpt_dir / name)
 
     def _resume(self) -> None:
         path = self.ckpt_dir / "last.pt"
@@ -453,6 +472,17 @@ def _split_loss(loss):
         parts = {k: v.detach() for k, v in loss.items() if k != "loss" and torch.is_tensor(v)}
         return loss["loss"], parts
     return loss, {}
+
+
+def _cpu_copy(obj):
+    """A copy of a checkpoint dict whose tensors no longer follow the live model/optimizer."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
 
 
 def _batch_size(batch: dict) -> int:

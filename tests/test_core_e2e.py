@@ -76,6 +76,50 @@ def test_resumed_run_equals_uninterrupted_run(data_dir, cache_dir, tmp_path, mon
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
+def test_checkpoint_every_holds_the_best_epoch_until_the_next_write(data_dir, cache_dir, tmp_path):
+    from exp.exp_classification import Exp_Classification
+    cfg = compose_cfg([*ECG200, "trainer.checkpoint_every=2", "model.widths=[8,8,8]"])
+    _paths(data_dir, cache_dir)(cfg)
+    exp = Exp_Classification(cfg, tmp_path)
+    last, best = exp.ckpt_dir / "last.pt", exp.ckpt_dir / "best.pt"
+    exp.state["epoch"] = 1                       # epoch 1 is best but not a write epoch
+    exp._write_checkpoints(improved=True, final=False)
+    assert not last.exists() and not best.exists()
+    at_best = {k: v.clone() for k, v in exp.model.state_dict().items()}
+    with torch.no_grad():                        # epoch 2 trains on, worse
+        for p in exp.model.parameters():
+            p.add_(1.0)
+    exp.state["epoch"] = 2
+    exp._write_checkpoints(improved=False, final=False)
+    b = torch.load(best, weights_only=True)
+    assert b["state"]["epoch"] == 1 and all(torch.equal(b["model"][k], at_best[k]) for k in at_best)
+    a = torch.load(last, weights_only=True)
+    assert a["state"]["epoch"] == 2 and not torch.equal(a["model"]["fc.weight"], at_best["fc.weight"])
+
+
+def test_resume_after_a_kill_between_checkpoint_writes(data_dir, cache_dir, tmp_path, monkeypatch):
+    edit = _paths(data_dir, cache_dir)
+    args = [*ECG200, "trainer.max_epochs=4", "trainer.patience=null", "model.widths=[8,8,8]",
+            "trainer.checkpoint_every=2", "seed=5"]
+    full = run_experiment(args, tmp_path / "full", edit)
+    original = Exp_Basic._after_optimizer_step
+
+    def crash(self):   # kill in epoch 4: epochs 1-3 done, last.pt written after epoch 2 only
+        original(self)
+        if self.state["epoch"] == 3 and self.state["step"] == 3 * 5 + 1:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(args, tmp_path / "resumed", edit)
+    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", original)
+    ckpt = tmp_path / "resumed" / "checkpoints" / "last.pt"
+    assert torch.load(ckpt, weights_only=True)["state"]["epoch"] == 2
+    resumed = run_experiment([*args, "trainer.resume=true"], tmp_path / "resumed", edit)
+    assert resumed["test"]["loss"] == pytest.approx(full["test"]["loss"], abs=1e-6)
+    assert resumed["val"]["loss"] == pytest.approx(full["val"]["loss"], abs=1e-6)
+
+
 def test_same_seed_same_metrics_other_seed_differs(data_dir, cache_dir, tmp_path):
     edit = _paths(data_dir, cache_dir)
     args = [*ECG200, "trainer.max_epochs=2", "model.widths=[8,8,8]"]

@@ -39,8 +39,8 @@ def check_config(cfg: DictConfig) -> None:
         if not ok:
             raise ValueError(f"trainer.max_steps={t.max_steps} is not valid; use a count >= 0, "
                              "null, or auto (task=pretrain only)")
-    for k in ("batch_size", "eval_batch_size"):
-        if int(t[k]) < 1:
+    for k in ("batch_size", "eval_batch_size", "checkpoint_every"):
+        if k in t and int(t[k]) < 1:
             raise ValueError(f"trainer.{k}={t[k]} must be a positive integer")
     check_scheduler(cfg)
 
