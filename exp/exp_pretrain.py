@@ -28,7 +28,9 @@ section). A model with ``batch_groups(arrays)`` (COMET) gets training batches of
 semi-supervised hybrid) pretrains on downstream_train instead, with "y" kept for the
 stratified ``task.label_fraction`` share the protocol also gets and -1 for the rest.
 ``trainer.max_steps: auto`` is TS2Vec's rule: 200 iterations when the pretraining array
-holds <= 100,000 values, else 600. The batch size is capped at the number of series.
+holds <= 100,000 values, else 600 (a model may count differently: TimesURL adds the
+time-stamp channel, as its official loader does). The batch size is capped at the number
+of series.
 
 ``test()`` loads the ``task.encoder`` (last | best) weights and runs ``task.protocol``
 (svm | logistic | knn | linear | finetune | tfc_finetune, utils/protocols) with ``task.label_fraction``
@@ -360,9 +362,12 @@ class Exp_Pretrain(Exp_Basic):
         t = self.cfg.trainer
         n = len(self.data.splits["train"])
         if str(t.max_steps) == "auto":
-            t.max_steps = 200 if self.meta["pretrain_values"] <= 100_000 else 600
-            log.info("trainer.max_steps=auto -> %d iterations (%d values)", t.max_steps,
-                     self.meta["pretrain_values"])
+            values = int(self.meta["pretrain_values"])
+            counted = getattr(self.model, "auto_steps_values", None)   # e.g. TimesURL's time stamps
+            if callable(counted):
+                values = int(counted(values))
+            t.max_steps = 200 if values <= 100_000 else 600
+            log.info("trainer.max_steps=auto -> %d iterations (%d values)", t.max_steps, values)
         if int(t.batch_size) > n:
             log.info("batch size %d > %d pretraining series: using %d", t.batch_size, n, n)
             t.batch_size = n

@@ -195,9 +195,15 @@ class TimesURL(TS2Vec):
             raise ValueError(f"unknown freq_mix_mode '{freq_mix_mode}'; choose one of "
                              f"{', '.join(FREQ_MIX_MODES)}")
         self.head = ReconstructionHead(output_dims, in_channels)
+        self.in_channels = in_channels
         self.freq_mix_rate = freq_mix_rate
         self.segment_num, self.mask_ratio_per_seg = segment_num, mask_ratio_per_seg
         self.time_split, self.freq_mix_mode = time_split, freq_mix_mode
+
+    def auto_steps_values(self, values: int) -> int:
+        """The values TS2Vec's 200/600-iteration rule counts: the official loader appends a
+        time-stamp channel before the rule (``train_data.size``), so C + 1 channels."""
+        return values // self.in_channels * (self.in_channels + 1)
 
     def _mix(self, v: torch.Tensor) -> torch.Tensor:
         fn = frequency_mix_official if self.freq_mix_mode == "official" else frequency_mix

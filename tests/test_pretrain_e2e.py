@@ -215,6 +215,16 @@ def _exp(overrides, data_dir, cache_dir, tmp_path):
                                      "trainer.device=cpu", "trainer.progress=false"]), tmp_path)
 
 
+def test_auto_iterations_follow_each_official_count(data_dir, cache_dir, tmp_path):
+    # UCR ECG5000: 500 x 140 = 70,000 training values -> TS2Vec's 200 iterations; TimesURL's
+    # official loader counts its appended time-stamp channel too (140,000) -> 600
+    data = ["data=ucr", "data.name=ECG5000"]
+    ts2vec = _exp(["model=ts2vec", *data], data_dir, cache_dir, tmp_path / "a")
+    assert ts2vec.meta["pretrain_values"] == 70_000 and ts2vec.cfg.trainer.max_steps == 200
+    timesurl = _exp(["model=timesurl", *data], data_dir, cache_dir, tmp_path / "b")
+    assert timesurl.cfg.trainer.max_steps == 600
+
+
 def test_instdisc_and_comet_batches_carry_patient_and_index(data_dir, cache_dir, tmp_path):
     exp = _exp(["model=comet", *SMALL_ECG, *TS2VEC, "trainer.batch_size=40"], data_dir, cache_dir, tmp_path)
     train = exp.data.splits["train"].arrays
