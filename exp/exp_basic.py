@@ -247,10 +247,10 @@ class Exp_Basic:
         loader = self._loader("train", train=True, epoch=epoch)
         total, count = 0.0, 0
         # a step-bounded run shows the steps it will take, not the epoch's batches it will skip
-        total = len(loader) if hasattr(loader, "__len__") else None
-        if t.max_steps is not None and total is not None:
-            total = min(total, max(int(t.max_steps) - self.state["step"], 0))
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}", total=total, leave=False,
+        n_batches = len(loader) if hasattr(loader, "__len__") else None
+        if t.max_steps is not None and n_batches is not None:
+            n_batches = min(n_batches, max(int(t.max_steps) - self.state["step"], 0))
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}", total=n_batches, leave=False,
                    disable=not t.progress, dynamic_ncols=True)
         for batch in bar:
             batch = self._to_device(batch)

@@ -48,6 +48,17 @@ def test_main_py_runs_and_writes_run_directory(data_dir, cache_dir, tmp_path):
     assert "_hparams_/experiment" in plugins
 
 
+def test_epoch_train_loss_is_the_mean_of_its_steps(data_dir, cache_dir, tmp_path):
+    # 80 training series in 5 batches of 16: the epoch loss is the plain mean of the 5 step losses
+    run_experiment([*ECG200, "trainer.max_epochs=1", "model.widths=[8,8,8]",
+                    "trainer.log_every_n_steps=1"], tmp_path, _paths(data_dir, cache_dir))
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = [e.value for e in acc.Scalars("train/loss")]
+    assert len(steps) == 5
+    assert acc.Scalars("train/epoch_loss")[0].value == pytest.approx(sum(steps) / 5, rel=1e-5)
+
+
 def test_resumed_run_equals_uninterrupted_run(data_dir, cache_dir, tmp_path, monkeypatch):
     edit = _paths(data_dir, cache_dir)
     args = [*ECG200, "trainer.max_epochs=4", "trainer.patience=null", "model.widths=[8,8,8]",
