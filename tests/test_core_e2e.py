@@ -59,6 +59,21 @@ def test_epoch_train_loss_is_the_mean_of_its_steps(data_dir, cache_dir, tmp_path
     assert acc.Scalars("train/epoch_loss")[0].value == pytest.approx(sum(steps) / 5, rel=1e-5)
 
 
+def _run_killed_at(monkeypatch, epoch: int, step: int, run) -> None:
+    """Run ``run()`` with a simulated kill right after optimizer step ``step`` of epoch index ``epoch``."""
+    original = Exp_Basic._after_optimizer_step
+
+    def crash(self):
+        original(self)
+        if self.state["epoch"] == epoch and self.state["step"] == step:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", original)
+
+
 def test_resumed_run_equals_uninterrupted_run(data_dir, cache_dir, tmp_path, monkeypatch):
     edit = _paths(data_dir, cache_dir)
     args = [*ECG200, "trainer.max_epochs=4", "trainer.patience=null", "model.widths=[8,8,8]",
@@ -66,17 +81,8 @@ def test_resumed_run_equals_uninterrupted_run(data_dir, cache_dir, tmp_path, mon
     full = run_experiment(args, tmp_path / "full", edit)
 
     # Kill the second run in the middle of epoch 3 (after 2 finished epochs and 2 more steps).
-    original = Exp_Basic._after_optimizer_step
-
-    def crash(self):
-        original(self)
-        if self.state["epoch"] == 2 and self.state["step"] == 2 * 5 + 2:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(args, tmp_path / "resumed", edit)
-    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", original)
+    _run_killed_at(monkeypatch, epoch=2, step=2 * 5 + 2, run=lambda: run_experiment(
+        args, tmp_path / "resumed", edit))
     resumed = run_experiment([*args, "trainer.resume=true"], tmp_path / "resumed", edit)
 
     assert resumed["test"]["loss"] == pytest.approx(full["test"]["loss"], abs=1e-6)
@@ -113,17 +119,9 @@ def test_resume_after_a_kill_between_checkpoint_writes(data_dir, cache_dir, tmp_
     args = [*ECG200, "trainer.max_epochs=4", "trainer.patience=null", "model.widths=[8,8,8]",
             "trainer.checkpoint_every=2", "seed=5"]
     full = run_experiment(args, tmp_path / "full", edit)
-    original = Exp_Basic._after_optimizer_step
-
-    def crash(self):   # kill in epoch 4: epochs 1-3 done, last.pt written after epoch 2 only
-        original(self)
-        if self.state["epoch"] == 3 and self.state["step"] == 3 * 5 + 1:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(args, tmp_path / "resumed", edit)
-    monkeypatch.setattr(Exp_Basic, "_after_optimizer_step", original)
+    # kill in epoch 4: epochs 1-3 done, last.pt written after epoch 2 only
+    _run_killed_at(monkeypatch, epoch=3, step=3 * 5 + 1, run=lambda: run_experiment(
+        args, tmp_path / "resumed", edit))
     ckpt = tmp_path / "resumed" / "checkpoints" / "last.pt"
     assert torch.load(ckpt, weights_only=True)["state"]["epoch"] == 2
     resumed = run_experiment([*args, "trainer.resume=true"], tmp_path / "resumed", edit)
