@@ -213,7 +213,8 @@ def test_deletion_curve_bookkeeping_on_a_known_model():
     model, target = LinearScore(w), torch.tensor([0, 0])
     contrib = x[..., 0] * w                                    # what each step adds
     order = deletion_order(contrib, g)
-    fr, scores = deletion_curve(model, x, target, order, steps=10, score="logit")
+    fr, scores = deletion_curve(model, x, target, order, steps=10, baseline="zero",
+                                score="logit")
     np.testing.assert_allclose(fr, np.linspace(0, 1, 11))
     # 10 % of 20 steps = 2 steps per point; removing the largest contributions first
     srt = torch.sort(contrib, dim=1, descending=True).values
@@ -223,16 +224,35 @@ def test_deletion_curve_bookkeeping_on_a_known_model():
     assert (np.diff(scores, axis=1) <= 1e-6).all() and np.allclose(scores[:, -1], 0, atol=1e-6)
     auc = curve_auc(fr, scores)
     np.testing.assert_allclose(auc, np.trapezoid(scores, fr, axis=1), rtol=1e-6)
-    _, rnd = deletion_curve(model, x, target, random_order(2, t, g), steps=10, score="logit")
+    _, rnd = deletion_curve(model, x, target, random_order(2, t, g), steps=10, baseline="zero",
+                            score="logit")
     assert (auc < curve_auc(fr, rnd)).all()                # the true order beats random
     # probabilities: sigmoid of the logit, also monotone, starting at the full-input score
-    _, prob = deletion_curve(model, x, target, order, steps=10, score="prob")
+    _, prob = deletion_curve(model, x, target, order, steps=10, baseline="zero", score="prob")
     np.testing.assert_allclose(prob, torch.sigmoid(expected).numpy(), rtol=1e-5)
     # the 'mean' baseline replaces a removed step by the sample's mean value
     _, mean_scores = deletion_curve(model, x, target, order, steps=10, baseline="mean",
                                     score="logit")
     np.testing.assert_allclose(mean_scores[:, -1], (w * x[..., 0].mean(1, keepdim=True))
                                .sum(1).numpy(), rtol=1e-5)
+
+
+def test_interpolate_baseline_draws_lines_between_kept_steps():
+    from utils.explain.deletion import remove_steps
+    x = torch.stack([torch.arange(8.0), torch.arange(8.0) ** 2], dim=-1)[None]   # [1, 8, 2]
+    removed = torch.tensor([[True, False, True, True, False, False, True, True]])
+    out = remove_steps(x, removed, "interpolate")[0]
+    # kept steps 1, 4, 5 unchanged; 2, 3 on the line from step 1 to 4; ends take the nearest kept
+    np.testing.assert_allclose(out[:, 0], [1, 1, 2, 3, 4, 5, 5, 5])
+    np.testing.assert_allclose(out[:, 1], [1, 1, 6, 11, 16, 25, 25, 25])
+    assert (remove_steps(x, torch.ones(1, 8, dtype=torch.bool), "interpolate") == 0).all()
+    # on a straight trace, removing any inner steps changes nothing (no information lost)
+    ramp = torch.linspace(-1, 1, 20).view(1, 20, 1).repeat(3, 1, 1)
+    inner = torch.zeros(3, 20, dtype=torch.bool)
+    inner[:, 1:-1] = torch.rand(3, 18, generator=torch.Generator().manual_seed(0)) < 0.6
+    torch.testing.assert_close(remove_steps(ramp, inner, "interpolate"), ramp)
+    with pytest.raises(ValueError, match="interpolate"):
+        remove_steps(x, removed, "noise")
 
 
 def test_deletion_order_takes_the_top_steps_first_and_breaks_ties_at_random():
@@ -289,7 +309,7 @@ def test_explain_task_settings_fail_at_start_with_the_fix(tmp_path):
         checkpoint_path(cfg.task)
     check_settings(cfg.task)                              # the defaults are valid
     for bad, msg in (("task.methods=[cam,lime]", "lime"),
-                     ("task.deletion.baseline=noise", "zero, mean"),
+                     ("task.deletion.baseline=noise", "interpolate, zero, mean"),
                      ("task.layout=rows", "channels_first")):
         with pytest.raises(ValueError, match=msg):
             check_settings(compose_cfg(["task=explain", bad]).task)
