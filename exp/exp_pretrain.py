@@ -52,11 +52,15 @@ once; their metrics go to metrics.json under "evaluations" ("linear@1", "knn@0.0
 Data without a test split (TF-C's Epilepsy) is reported on
 downstream_val instead, under "val" with ``"test_split": "val"``; the protocol then gets no
 validation split (nothing selects on the reported set).
+``task.pretrained=<run dir>/checkpoints/last.pt`` skips pretraining and evaluates the
+encoder an earlier task=pretrain run saved (same model and data overrides), e.g. with other
+protocols or without the appended features, at the cost of the evaluation alone.
 """
 from __future__ import annotations
 
 import inspect
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,6 +71,7 @@ from data_provider.base import ArrayDataset, DataBundle
 from data_provider.loader import epoch_generator
 from exp.exp_basic import Exp_Basic
 from models.ts2vec import split_long_series
+from utils.checkpoint import load_checkpoint
 from utils.metrics import classification_metrics
 from utils.protocols import FEATURE_PROTOCOLS, MODEL_NEEDS, get_protocol, stratified_subset
 from utils.protocols.base import subsample_rows
@@ -148,6 +153,9 @@ def check_pretrain_task(task) -> None:
     frac = float(task.get("label_fraction", 1.0))
     if not 0 < frac <= 1:
         raise ValueError(f"task.label_fraction={frac} must lie in (0, 1], e.g. 1.0, 0.1 or 0.01")
+    if task.get("pretrained") and not Path(str(task.pretrained)).expanduser().is_file():
+        raise FileNotFoundError(f"task.pretrained={task.pretrained} does not exist; give the "
+                                "checkpoints/last.pt (or best.pt) of a task=pretrain run")
 
 
 class _ForecastInput:
@@ -271,6 +279,32 @@ class Exp_Pretrain(Exp_Basic):
                         "different number of labels than they are given", cfg.model.name, frac)
         self._resolve_schedule()
         self._groups = self._batch_groups()
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> dict:
+        if self.cfg.task.get("pretrained"):
+            self._load_pretrained(Path(str(self.cfg.task.pretrained)).expanduser())
+            return dict(self.state)
+        return super().train()
+
+    def _load_pretrained(self, path: Path) -> None:
+        """The weights of an earlier pretraining run instead of pretraining again."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        saved = OmegaConf.create(ckpt.get("config") or "{}")
+        name = OmegaConf.select(saved, "model.name")
+        if name is not None and name != self.cfg.model.name:
+            raise ValueError(f"task.pretrained={path} holds a model={name} encoder, not "
+                             f"model={self.cfg.model.name}; pass model={name}")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise ValueError(f"task.pretrained={path} does not fit model={self.cfg.model.name} as "
+                             f"configured here ({first}); pass the model.* and data overrides of "
+                             "the run that wrote it") from None
+        self.state["step"] = int(ckpt.get("state", {}).get("step", 0))
+        log.info("task.pretrained: evaluating the encoder of %s (%d pretraining steps); "
+                 "no pretraining in this run", path, self.state["step"])
 
     # ------------------------------------------------------------------ data
     def _get_data(self) -> DataBundle:
@@ -419,7 +453,10 @@ class Exp_Pretrain(Exp_Basic):
     def test(self) -> dict:
         task = self.cfg.task
         which = str(task.get("encoder", "last"))
-        self.load_weights(which)
+        if task.get("pretrained"):
+            which = f"pretrained:{task.pretrained}"
+        else:
+            self.load_weights(which)
         self.model.eval()
         if getattr(self, "_forecast", None) is not None:
             return self._test_forecast(which)

@@ -63,6 +63,28 @@ def test_several_evaluations_share_one_encoder(data_dir, cache_dir, tmp_path):
         run_experiment([*args, "task.evaluations=[knn:2]"], tmp_path / "bad2")
 
 
+def test_pretrained_checkpoint_is_evaluated_without_pretraining(data_dir, cache_dir, tmp_path):
+    """task.pretrained: the saved encoder of a finished run gives that run's metrics again,
+    with no training step; a checkpoint of another model or shape is refused by name."""
+    args = ["model=ts2vec", "data=ucr", "data.name=ECG200", *TINY, *paths(data_dir, cache_dir),
+            "task.protocol=knn", "task.embedding_limit=0"]
+    run_experiment([*args, "trainer.max_steps=8"], tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    # a different seed would pretrain differently: equal metrics mean the weights were loaded
+    again = run_experiment([*args, "trainer.max_steps=8", "seed=5", f"task.pretrained={ckpt}"],
+                           tmp_path / "again")
+    first = read_metrics(tmp_path / "run")["test"]
+    assert again["test"]["accuracy"] == first["accuracy"] and again["test"]["auroc"] == first["auroc"]
+    assert again["test"]["encoder"] == f"pretrained:{ckpt}"
+    assert not (tmp_path / "again" / "checkpoints" / "last.pt").exists()   # nothing trained
+    with pytest.raises(ValueError, match="does not fit model=ts2vec"):
+        run_experiment([*args, "model.output_dims=16", f"task.pretrained={ckpt}"], tmp_path / "shape")
+    with pytest.raises(ValueError, match="holds a model=ts2vec encoder, not model=timesurl"):
+        run_experiment(["model=timesurl", *args[1:], f"task.pretrained={ckpt}"], tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="task.pretrained=.*does not exist"):
+        run_experiment([*args, f"task.pretrained={tmp_path}/none.pt"], tmp_path / "missing")
+
+
 def test_same_seed_same_metrics(data_dir, cache_dir, tmp_path):
     args = ["model=timesurl", "data=ucr", "data.name=ECG200", *TINY, *paths(data_dir, cache_dir),
             "trainer.max_steps=6", "task.protocol=knn", "task.embedding_limit=0"]
