@@ -302,7 +302,9 @@ class Exp_Pretrain(Exp_Basic):
             raise ValueError(f"task.pretrained={path} does not fit model={self.cfg.model.name} as "
                              f"configured here ({first}); pass the model.* and data overrides of "
                              "the run that wrote it") from None
-        self.state["step"] = int(ckpt.get("state", {}).get("step", 0))
+        # its step count and pretraining wall time describe this encoder (metrics.json)
+        self.state.update({k: v for k, v in (ckpt.get("state") or {}).items()
+                           if k in ("epoch", "step", "train_seconds")})
         log.info("task.pretrained: evaluating the encoder of %s (%d pretraining steps); "
                  "no pretraining in this run", path, self.state["step"])
 

@@ -76,6 +76,8 @@ def test_pretrained_checkpoint_is_evaluated_without_pretraining(data_dir, cache_
     first = read_metrics(tmp_path / "run")["test"]
     assert again["test"]["accuracy"] == first["accuracy"] and again["test"]["auroc"] == first["auroc"]
     assert again["test"]["encoder"] == f"pretrained:{ckpt}"
+    saved = read_metrics(tmp_path / "again")
+    assert saved["steps"] == 8 and saved["train_seconds"] == read_metrics(tmp_path / "run")["train_seconds"]
     assert not (tmp_path / "again" / "checkpoints" / "last.pt").exists()   # nothing trained
     with pytest.raises(ValueError, match="does not fit model=ts2vec"):
         run_experiment([*args, "model.output_dims=16", f"task.pretrained={ckpt}"], tmp_path / "shape")

@@ -13,6 +13,11 @@
 #
 # One run per dataset, method and seed: the first evaluation is task.protocol, the others go in
 # task.evaluations (the same frozen encoder, every split encoded once; metrics.json "evaluations").
+#
+# PRETRAINED_ROOT=<an earlier ROOT> evaluates that benchmark's saved encoders again instead of
+# pretraining (task.pretrained=<its run>/checkpoints/last.pt; random rows are rebuilt), e.g.
+#   PRETRAINED_ROOT=outputs/ssl_benchmark/<stamp> ECG_EVALS=linear:1.0 DATASETS=ecg \
+#       bash scripts/ssl/benchmark.sh task.append_features=false
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 METHODS=${METHODS-random,random-ts2vec,simclr,moco,byol,simsiam,dino,instdisc,hybrid,cpc,tfc,comet,mae,wav2vec2,ts2vec,timesurl}
@@ -28,6 +33,9 @@ run_one() {   # run_one <dataset tag> <method> <seed> <extra hydra overrides...>
   local model=$method data_args evals extra=()
   if [ "$method" = random ]; then model=simclr; extra=(trainer.max_steps=0); fi
   if [[ $method == random-* ]]; then model=${method#random-}; extra=(trainer.max_steps=0); fi
+  if [ -n "${PRETRAINED_ROOT-}" ] && [[ $method != random* ]]; then
+    extra=("task.pretrained=$PRETRAINED_ROOT/$tag/$method/seed$seed/checkpoints/last.pt")
+  fi
   case $tag in
     ecg) data_args=(data=ecg); evals=($ECG_EVALS) ;;
     ecg200) data_args=(data=ucr data.name=ECG200); evals=($ECG200_EVALS) ;;
