@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from data_provider.data_factory import data_provider
 from exp.exp_classification import Exp_Classification
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import checkpoint_file, load_checkpoint
 from utils.explain import (NoReLUModules, NotCAMCompatible, cam, class_profiles, curve_auc,
                            default_layer, deletion_curve, deletion_order, get_layer, gradcam,
                            guided_backprop, guided_gradcam, per_step, random_order)
@@ -46,11 +46,7 @@ def checkpoint_path(task: DictConfig) -> Path:
     if OmegaConf.is_missing(task, "checkpoint") or not task.checkpoint:
         raise ValueError("task=explain needs the classifier to explain: "
                          "task.checkpoint=<run dir>/checkpoints/best.pt")
-    path = Path(str(task.checkpoint)).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"task.checkpoint={path} does not exist; give the best.pt "
-                                f"(or last.pt) of a task=classification run")
-    return path
+    return checkpoint_file(task.checkpoint, "task.checkpoint", "a task=classification run")
 
 
 def check_settings(task: DictConfig) -> None:

@@ -71,7 +71,7 @@ from data_provider.base import ArrayDataset, DataBundle
 from data_provider.loader import epoch_generator
 from exp.exp_basic import Exp_Basic
 from models.ts2vec import split_long_series
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import checkpoint_file, load_checkpoint
 from utils.metrics import classification_metrics
 from utils.protocols import FEATURE_PROTOCOLS, MODEL_NEEDS, get_protocol, stratified_subset
 from utils.protocols.base import subsample_rows
@@ -153,9 +153,6 @@ def check_pretrain_task(task) -> None:
     frac = float(task.get("label_fraction", 1.0))
     if not 0 < frac <= 1:
         raise ValueError(f"task.label_fraction={frac} must lie in (0, 1], e.g. 1.0, 0.1 or 0.01")
-    if task.get("pretrained") and not Path(str(task.pretrained)).expanduser().is_file():
-        raise FileNotFoundError(f"task.pretrained={task.pretrained} does not exist; give the "
-                                "checkpoints/last.pt (or best.pt) of a task=pretrain run")
 
 
 class _ForecastInput:
@@ -253,6 +250,9 @@ class GroupBatches:
 class Exp_Pretrain(Exp_Basic):
     def __init__(self, cfg, run_dir):
         check_pretrain_task(cfg.task)          # fail before any work, not after pretraining
+        # an earlier run's encoder to evaluate instead of pretraining (None: pretrain)
+        self.pretrained = (checkpoint_file(cfg.task.pretrained, "task.pretrained", "a task=pretrain run")
+                           if cfg.task.get("pretrained") else None)
         super().__init__(cfg, run_dir)
         if not callable(getattr(self.model, "encode", None)):
             raise TypeError(f"model={cfg.model.name} ({type(self.model).__name__}) has no "
@@ -282,8 +282,8 @@ class Exp_Pretrain(Exp_Basic):
 
     # ------------------------------------------------------------------ training
     def train(self) -> dict:
-        if self.cfg.task.get("pretrained"):
-            self._load_pretrained(Path(str(self.cfg.task.pretrained)).expanduser())
+        if self.pretrained is not None:
+            self._load_pretrained(self.pretrained)
             return dict(self.state)
         return super().train()
 
@@ -455,8 +455,8 @@ class Exp_Pretrain(Exp_Basic):
     def test(self) -> dict:
         task = self.cfg.task
         which = str(task.get("encoder", "last"))
-        if task.get("pretrained"):
-            which = f"pretrained:{task.pretrained}"
+        if self.pretrained is not None:
+            which = f"pretrained:{self.pretrained}"
         else:
             self.load_weights(which)
         self.model.eval()

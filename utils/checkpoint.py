@@ -37,6 +37,16 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
         f.write(text)
 
 
+def checkpoint_file(value, key: str, source: str) -> Path:
+    """The checkpoint a config key names (``key``=``value``), checked before any work;
+    ``source`` says which run writes it (e.g. "a task=pretrain run")."""
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}={path} does not exist; give the best.pt (or last.pt) "
+                                f"of {source}")
+    return path
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
