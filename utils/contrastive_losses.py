@@ -60,16 +60,14 @@ def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor
     cross-entropy averaged over those (teacher view, student view) pairs."""
     s_logp = F.log_softmax(student.float() / student_temp, dim=-1)
     t_prob = F.softmax((teacher.float() - center.float()) / teacher_temp, dim=-1).detach()
-    total, terms = 0.0, 0
-    for iq in range(t_prob.size(0)):
-        for v in range(s_logp.size(0)):
-            if v == iq:
-                continue
-            total = total + (-t_prob[iq] * s_logp[v]).sum(dim=-1).mean()
-            terms += 1
-    if terms == 0:
+    n_teacher, n_student = t_prob.size(0), s_logp.size(0)
+    pairs = ~torch.eye(n_teacher, n_student, dtype=torch.bool, device=student.device)
+    if not bool(pairs.any()):
         raise ValueError("dino_loss needs at least two views (no pair of different views)")
-    return total / terms
+    # every (teacher view, student view) cross-entropy at once: indexing the [V, B, K] tensor
+    # pair by pair back-propagates one zero-filled [V, B, K] gradient per pair (18 of them)
+    cross = -torch.einsum("gbk,vbk->gv", t_prob, s_logp) / s_logp.size(1)
+    return cross[pairs].mean()
 
 
 @torch.no_grad()
