@@ -104,3 +104,18 @@ def test_max_per_class_keeps_every_unlabelled_sample():
         assert int((labels == 1).sum()) == 8
         assert torch.equal(torch.sort(index[labels == -1]).values, torch.arange(300))
         assert len(torch.unique(index)) == len(index)                 # no sample twice
+
+
+def test_runtime_settings_flush_subnormals_unless_switched_off():
+    from omegaconf import OmegaConf
+
+    from utils.runtime import apply_runtime_settings
+
+    tiny = torch.tensor([1e-39])   # subnormal in float32
+    try:
+        apply_runtime_settings(OmegaConf.create({"trainer": {"num_threads": None}}))
+        assert (tiny * 1.0).item() == 0.0          # default: flushed to zero
+        apply_runtime_settings(OmegaConf.create({"trainer": {"flush_denormal": False}}))
+        assert (tiny * 1.0).item() > 0.0           # strict IEEE arithmetic on request
+    finally:
+        torch.set_flush_denormal(False)
