@@ -121,3 +121,25 @@ def test_capped_subsample_is_stratified_and_survives_singleton_classes():
     y = np.array([0] * 500 + [1] * 499 + [2])           # class 2 has one member
     keep = subsample_rows(y, 100, seed=0)
     assert len(set(keep)) == 100 and np.array_equal(keep, subsample_rows(y, 100, seed=0))
+
+
+def test_early_stopping_waits_for_min_epochs():
+    """A small validation set can peak by chance in the first epochs; patience must not end
+    training before min_epochs (the linear probe's min_steps)."""
+    from utils.protocols.base import train_keep_best
+    layer = torch.nn.Linear(3, 2)
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    calls = []
+
+    def predict_val():   # best at the first epoch, worse ever after
+        calls.append(1)
+        return np.zeros(4, dtype=int) if len(calls) == 1 else np.ones(4, dtype=int)
+
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    kw = dict(epochs=50, batch_size=8, generator=torch.Generator().manual_seed(0),
+              predict_val=predict_val, val_y=np.zeros(4, dtype=int), patience=2)
+    train_keep_best(layer, opt, x, y, layer, **kw)
+    assert len(calls) == 3                     # patience alone: stops after epoch 3
+    calls.clear()
+    train_keep_best(layer, opt, x, y, layer, min_epochs=20, **kw)
+    assert len(calls) == 20

@@ -63,13 +63,13 @@ def subsample_rows(y, n: int, seed: int = 0) -> np.ndarray:
 
 def train_keep_best(module, optimizer, x, y, forward, *, epochs: int, batch_size: int,
                     generator, predict_val=None, val_y=None, patience: int | None = None,
-                    device=None):
+                    min_epochs: int = 0, device=None):
     """Mini-batch cross-entropy training of ``module`` (``forward(xb)`` -> logits). With
     ``predict_val`` (-> predicted labels of the validation split), the weights of the epoch
     with the best validation accuracy are kept, stopping after ``patience`` epochs without
-    improvement. Shared by the linear probe and fine-tuning."""
+    improvement, but not before ``min_epochs``. Shared by the linear probe and fine-tuning."""
     best, best_state, stale = -1.0, None, 0
-    for _ in range(epochs):
+    for epoch in range(epochs):
         module.train()
         order = torch.randperm(len(x), generator=generator)
         for i in range(0, len(x), batch_size):
@@ -86,7 +86,7 @@ def train_keep_best(module, optimizer, x, y, forward, *, epochs: int, batch_size
             best, best_state, stale = acc, copy.deepcopy(module.state_dict()), 0
         else:
             stale += 1
-            if patience is not None and stale >= patience:
+            if patience is not None and stale >= patience and epoch + 1 >= min_epochs:
                 break
     if best_state is not None:
         module.load_state_dict(best_state)

@@ -49,12 +49,15 @@ def fit_linear(features, y, num_classes: int | None = None, val_features=None, v
     opt = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=weight_decay)
     # a small labelled set (1 % labels: one or two batches) would get a few hundred steps of
     # lr 1e-3 in ``epochs`` passes, too few to fit even the class prior: train at least
-    # ``min_steps`` steps, stretching the patience alike
+    # ``min_steps`` steps (early stopping may not cut them short: an epoch of a few steps
+    # that happens to score well on a small validation set would otherwise win), stretching
+    # the patience alike
     per_epoch = -(-len(xt) // batch_size)
     stretch = max(1, -(-int(min_steps) // (per_epoch * epochs))) if min_steps else 1
     epochs, patience = epochs * stretch, None if patience is None else patience * stretch
+    min_epochs = -(-int(min_steps) // per_epoch) if min_steps else 0
     has_val = val_features is not None and len(val_features) > 0
     train_keep_best(layer, opt, xt, yt, layer, epochs=epochs, batch_size=batch_size, generator=gen,
                     predict_val=(lambda: probe.predict(val_features)) if has_val else None,
-                    val_y=val_y, patience=patience)
+                    val_y=val_y, patience=patience, min_epochs=min_epochs)
     return probe
