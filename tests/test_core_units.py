@@ -111,11 +111,11 @@ def test_runtime_settings_flush_subnormals_unless_switched_off():
 
     from utils.runtime import apply_runtime_settings
 
-    tiny = torch.tensor([1e-39])   # subnormal in float32
     try:
+        apply_runtime_settings(OmegaConf.create({"trainer": {"flush_denormal": False}}))
+        tiny = torch.tensor([1e-39])               # subnormal in float32, kept as such
+        assert (tiny * 1.0).item() > 0.0           # strict IEEE arithmetic on request
         apply_runtime_settings(OmegaConf.create({"trainer": {"num_threads": None}}))
         assert (tiny * 1.0).item() == 0.0          # default: flushed to zero
-        apply_runtime_settings(OmegaConf.create({"trainer": {"flush_denormal": False}}))
-        assert (tiny * 1.0).item() > 0.0           # strict IEEE arithmetic on request
     finally:
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(True)             # the state every main.py run leaves
