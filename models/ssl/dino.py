@@ -61,7 +61,7 @@ class DINO(SSLMethod):
         freeze = self.training and int(self.step) < self.freeze_steps
         # one head pass over every crop's vector, as the paper's multi-crop wrapper: the
         # 65,536-wide weight-normalised layer is normalised, multiplied and back-propagated
-        # once per step instead of once per crop (5x faster steps on CPU)
+        # once per step instead of once per crop
         crops = self.represent_views(global_views + local_views)
         student = self.head(torch.cat(crops), freeze_last_layer=freeze).unflatten(0, (len(crops), -1))
         with torch.no_grad():
