@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 
 from exp import get_exp_class
 from utils.config_check import check_config
-from utils.runtime import apply_runtime_settings
 from utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,6 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Build the task's experiment, train it (unless the task has no training), test it."""
     check_config(cfg)
-    apply_runtime_settings(cfg)
     seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     exp = get_exp_class(cfg.task.name)(cfg, run_dir)
     log.info("run dir: %s | device: %s", run_dir, exp.device)

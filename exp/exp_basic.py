@@ -34,6 +34,7 @@ from data_provider.loader import dataset_nbytes, make_loader
 from utils.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from utils.instantiate import build
 from utils.metrics import flatten_metrics
+from utils.runtime import apply_runtime_settings
 from utils.seed import get_rng_state, set_rng_state
 from utils.tb import TensorBoardLogger
 
@@ -47,6 +48,7 @@ ON_DEVICE_MAX_BYTES = 2 * 1024**3
 class Exp_Basic:
     def __init__(self, cfg: DictConfig, run_dir: str | Path):
         self.cfg = cfg
+        apply_runtime_settings(cfg)   # threads, subnormal flush: every entry point builds an Exp
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = self._acquire_device()

@@ -1,4 +1,5 @@
-"""Process-wide torch settings from the trainer config, applied before any work."""
+"""Process-wide torch settings from the trainer config, applied by Exp_Basic before any work
+(so main.py, the benchmark scripts and tests that build an Exp all get them)."""
 from __future__ import annotations
 
 import torch

@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from exp import get_exp_class  # noqa: E402
 from utils.compose import compose_cfg  # noqa: E402
-from utils.runtime import apply_runtime_settings  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
 
@@ -51,7 +50,6 @@ def main(argv=None):
     overrides = ["task=classification", "trainer.progress=false", "trainer.max_per_class=null",
                  *args.overrides]
     cfg = compose_cfg(overrides)
-    apply_runtime_settings(cfg)
     seed_everything(cfg.seed)
     with tempfile.TemporaryDirectory() as run_dir:
         exp = get_exp_class("classification")(cfg, run_dir)
