@@ -111,7 +111,7 @@ class Exp_Basic:
 
     def _select_optimizer(self):
         opt_factory = build(self.cfg.optimizer)
-        optimizer = opt_factory(self._trainable_parameters())
+        optimizer = opt_factory(self._parameter_groups())
         scheduler = None
         sched_cfg = self.cfg.get("scheduler")
         if sched_cfg and sched_cfg.get("_target_"):
@@ -120,10 +120,34 @@ class Exp_Basic:
                                 str(self.cfg.task.get("monitor_mode", "auto")))
             extra = {}
             target = get_class(str(sched_cfg._target_))
-            if "steps_per_epoch" in inspect.signature(target).parameters:  # per-batch schedules
+            params = inspect.signature(target).parameters
+            if "steps_per_epoch" in params:  # per-batch schedules
                 extra["steps_per_epoch"] = len(Exp_Basic._loader(self, "train", train=True))
+            if "total_steps" in params:      # schedules over the whole run (warm-up + decay)
+                extra["total_steps"] = self._planned_steps()
             scheduler = build(sched_cfg, mode=mode, **extra)(optimizer)
         return optimizer, scheduler
+
+    def _planned_steps(self) -> int:
+        """Optimizer steps this run will take: trainer.max_steps, or max_epochs x batches per
+        epoch, whichever ends it first."""
+        t = self.cfg.trainer
+        bounds = [] if t.max_steps is None else [int(t.max_steps)]
+        if t.max_epochs is not None:
+            bounds.append(int(t.max_epochs) * len(Exp_Basic._loader(self, "train", train=True)))
+        if not bounds:
+            raise ValueError("set trainer.max_epochs or trainer.max_steps")
+        return min(bounds)
+
+    def _parameter_groups(self):
+        """Every trainable parameter takes the optimizer's weight decay, unless
+        optimizer.weight_decay_1d=false: then biases and normalisation gains (1-D tensors)
+        take none, as DINO's and MAE's official code groups them."""
+        params = self._trainable_parameters()
+        if self.cfg.optimizer.get("weight_decay_1d", True):
+            return params
+        return [{"params": [p for p in params if p.ndim > 1]},
+                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
     def _trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]

@@ -277,7 +277,6 @@ class Exp_Pretrain(Exp_Basic):
             log.warning("model=%s pretrains with the labels of task.label_fraction=%g: the "
                         "task.evaluations at other fractions evaluate an encoder that saw a "
                         "different number of labels than they are given", cfg.model.name, frac)
-        self._resolve_schedule()
         self._groups = self._batch_groups()
 
     # ------------------------------------------------------------------ training
@@ -392,6 +391,12 @@ class Exp_Pretrain(Exp_Basic):
         return DataBundle(splits={"train": ArrayDataset(x=train)},
                           meta={**meta, "in_channels": int(series.shape[-1]),
                                 "n_pretrain": len(train), "pretrain_values": int(train.size)})
+
+    def _select_optimizer(self):
+        # a schedule over the whole run (scheduler.total_steps) needs max_steps=auto resolved;
+        # Exp_Basic.__init__ calls this once model and data exist
+        self._resolve_schedule()
+        return super()._select_optimizer()
 
     def _resolve_schedule(self) -> None:
         """trainer.max_steps=auto -> TS2Vec's 200/600 rule; batch <= number of series."""

@@ -249,6 +249,21 @@ def test_auto_iterations_follow_each_official_count(data_dir, cache_dir, tmp_pat
     assert timesurl.cfg.trainer.max_steps == 600
 
 
+def test_run_long_schedules_get_the_resolved_budget_and_decay_groups(data_dir, cache_dir, tmp_path):
+    # DINO on ECG200: max_steps=auto resolves to 200 before its warm-up/cosine is built;
+    # biases and norm gains go in a group without weight decay (official param groups)
+    dino = _exp(["model=dino", "data=ucr", "data.name=ECG200", *SSL_TINY["dino"]],
+                data_dir, cache_dir, tmp_path / "a")
+    assert dino.scheduler.total == 200 and dino.scheduler.warmup_steps == 20
+    decayed, free = dino.optimizer.param_groups
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in free["params"])
+    assert (decayed["weight_decay"], free["weight_decay"], decayed["lr"]) == pytest.approx((0.04, 0.0, 0.0))
+    # MAE is epoch-bounded: 3 epochs of ceil(100 / 32) = 4 batches
+    mae = _exp(["model=mae", "data=ucr", "data.name=ECG200", *SSL_TINY["mae"],
+                "trainer.max_epochs=3", "trainer.batch_size=32"], data_dir, cache_dir, tmp_path / "b")
+    assert mae.scheduler.total == 12
+
+
 def test_instdisc_and_comet_batches_carry_patient_and_index(data_dir, cache_dir, tmp_path):
     exp = _exp(["model=comet", *SMALL_ECG, *TS2VEC, "trainer.batch_size=40"], data_dir, cache_dir, tmp_path)
     train = exp.data.splits["train"].arrays
@@ -302,9 +317,11 @@ def test_protocol_and_forecast_mode_mismatches_fail_before_pretraining(data_dir,
 def test_max_steps_auto_only_for_pretraining():
     from utils.config_check import check_config
     check_config(compose_cfg(["model=ts2vec"]))
-    # MAE's cosine schedule follows max_epochs: a step-bounded run must say so before training
+    # the epoch cosine's T_max follows max_epochs: a step-bounded run must say so before training
     with pytest.raises(ValueError, match="scheduler.T_max is null"):
-        check_config(compose_cfg(["model=mae", "trainer.max_epochs=null", "trainer.max_steps=100"]))
+        check_config(compose_cfg(["model=mae", "scheduler=cosine", "trainer.max_epochs=null",
+                                  "trainer.max_steps=100"]))
+    check_config(compose_cfg(["model=mae", "trainer.max_epochs=null", "trainer.max_steps=100"]))
     with pytest.raises(ValueError, match="max_steps=auto is only valid for task=pretrain"):
         check_config(compose_cfg(["model=ts2vec", "task=classification"]))
     with pytest.raises(ValueError, match="max_steps=ten is not valid"):

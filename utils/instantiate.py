@@ -9,7 +9,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 # Config keys that describe a component but are not constructor arguments.
-NON_ARGS = ("name", "interval", "pretrained")
+# (optimizer.weight_decay_1d is read by Exp_Basic._parameter_groups.)
+NON_ARGS = ("name", "interval", "pretrained", "weight_decay_1d")
 
 
 def accepted_kwargs(target, candidates: dict[str, Any]) -> dict[str, Any]:

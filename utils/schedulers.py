@@ -45,3 +45,58 @@ class PatchTSTFineTuneLR(LambdaLR):
             return scale * one_cycle_factor(step - first, second, **kw)
 
         super().__init__(optimizer, factor, last_epoch=last_epoch)
+
+
+def warmup_decay_factor(step: int, total: int, warmup_steps: int, decay: str = "cosine",
+                        floor: float = 0.0) -> float:
+    """lr / peak lr at optimizer step ``step`` of ``total``: linear from 0 to 1 over
+    ``warmup_steps``, then cosine (or linear) down to ``floor`` at ``total`` (held there)."""
+    if step < warmup_steps:
+        return step / warmup_steps
+    span = max(total - warmup_steps, 1)
+    pct = min((step - warmup_steps) / span, 1.0)
+    shape = 0.5 * (1 + math.cos(math.pi * pct)) if decay == "cosine" else 1.0 - pct
+    return floor + (1.0 - floor) * shape
+
+
+class WarmupDecayLR(LambdaLR):
+    """Per-step warm-up + decay over the run's optimizer steps, as the self-supervised papers
+    schedule their pretraining: DINO and MAE warm up linearly, then decay with a half cosine
+    (DINO to min lr 1e-6, MAE to 0); wav2vec 2.0 warms up over 8 % of the updates, then decays
+    linearly to 0. ``warmup`` is a fraction of ``total_steps`` (the run's length in optimizer
+    steps, passed by the experiment from trainer.max_steps / max_epochs), so a shorter
+    budget keeps the paper's proportions. ``weight_decay_end``: the weight decay of every
+    param group that has one follows a cosine from its initial value to this (DINO: 0.04 ->
+    0.4); null keeps it constant."""
+
+    def __init__(self, optimizer, total_steps: int, warmup: float = 0.1, decay: str = "cosine",
+                 final_lr: float = 0.0, weight_decay_end: float | None = None,
+                 last_epoch: int = -1):
+        if decay not in ("cosine", "linear"):
+            raise ValueError(f"scheduler.decay={decay!r}: use cosine or linear")
+        if not 0.0 <= float(warmup) < 1.0:
+            raise ValueError(f"scheduler.warmup={warmup} is a fraction of the run's steps: use [0, 1)")
+        if int(total_steps) < 1:
+            raise ValueError(f"WarmupDecayLR needs the run's length: total_steps={total_steps}")
+        self.total = int(total_steps)
+        self.warmup_steps = int(round(float(warmup) * self.total))
+        self.weight_decay_end = weight_decay_end
+        self.initial_wd = [g.get("weight_decay", 0.0) for g in optimizer.param_groups]
+
+        def group_factor(group):
+            peak = group.get("initial_lr", group["lr"])
+            floor = float(final_lr) / peak if peak else 0.0
+            return lambda step: warmup_decay_factor(step, self.total, self.warmup_steps, decay, floor)
+
+        super().__init__(optimizer, [group_factor(g) for g in optimizer.param_groups],
+                         last_epoch=last_epoch)
+
+    def step(self, epoch=None):
+        super().step(epoch)
+        if self.weight_decay_end is None:
+            return
+        pct = min(max(self.last_epoch, 0) / self.total, 1.0)
+        for group, start in zip(self.optimizer.param_groups, self.initial_wd):
+            if start:       # groups kept free of weight decay stay free
+                end = float(self.weight_decay_end)
+                group["weight_decay"] = end + (start - end) * 0.5 * (1 + math.cos(math.pi * pct))
