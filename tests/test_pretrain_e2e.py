@@ -25,6 +25,16 @@ def test_model_config_selects_its_task_loss_and_paper_defaults():
     assert cfg.task.protocol == "svm"
 
 
+@pytest.mark.parametrize("name,warmup,decay,final_lr", [
+    ("simclr", 0.1, "cosine", 0.0), ("moco", 0.0, "cosine", 0.0), ("byol", 0.01, "cosine", 0.0),
+    ("simsiam", 0.0, "cosine", 0.0), ("dino", 0.1, "cosine", 1e-6), ("mae", 0.05, "cosine", 0.0),
+    ("wav2vec2", 0.08, "linear", 0.0)])
+def test_ssl_methods_schedule_their_learning_rate_as_their_papers(name, warmup, decay, final_lr):
+    s = compose_cfg([f"model={name}"]).scheduler
+    assert s._target_ == "utils.schedulers.WarmupDecayLR" and s.interval == "step"
+    assert (s.warmup, s.decay, s.final_lr) == (warmup, decay, final_lr)
+
+
 def test_ts2vec_on_ecg200_svm_and_few_labels(data_dir, cache_dir, tmp_path):
     base = ["model=ts2vec", "data=ucr", "data.name=ECG200", *TINY, *paths(data_dir, cache_dir)]
     res = run_experiment([*base, "trainer.max_steps=40"], tmp_path / "svm")
