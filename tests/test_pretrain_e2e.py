@@ -329,9 +329,12 @@ def test_max_steps_auto_only_for_pretraining():
     check_config(compose_cfg(["model=ts2vec"]))
     # the epoch cosine's T_max follows max_epochs: a step-bounded run must say so before training
     with pytest.raises(ValueError, match="scheduler.T_max is null"):
-        check_config(compose_cfg(["model=mae", "scheduler=cosine", "trainer.max_epochs=null",
-                                  "trainer.max_steps=100"]))
+        check_config(compose_cfg(["model=ts2vec", "scheduler=cosine", "trainer.max_steps=100"]))
     check_config(compose_cfg(["model=mae", "trainer.max_epochs=null", "trainer.max_steps=100"]))
+    # model=mae sets scheduler.warmup for its own schedule: another scheduler must drop it
+    with pytest.raises(ValueError, match=r"scheduler.warmup is not an argument of CosineAnnealingLR.*~scheduler.warmup"):
+        check_config(compose_cfg(["model=mae", "scheduler=cosine"]))
+    check_config(compose_cfg(["model=mae", "scheduler=cosine", "~scheduler.warmup"]))
     with pytest.raises(ValueError, match="max_steps=auto is only valid for task=pretrain"):
         check_config(compose_cfg(["model=ts2vec", "task=classification"]))
     with pytest.raises(ValueError, match="max_steps=ten is not valid"):

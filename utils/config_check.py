@@ -2,9 +2,13 @@
 and unknown keys). Run before any work, so nothing is half-run."""
 from __future__ import annotations
 
+import inspect
 import re
 
+from hydra.utils import get_class
 from omegaconf import DictConfig
+
+from utils.instantiate import NON_ARGS
 
 CHOICES = {
     "trainer.precision": ("fp32", "bf16", "fp16"),
@@ -52,6 +56,16 @@ def check_scheduler(cfg: DictConfig) -> None:
     sched = cfg.get("scheduler")
     if not sched or not sched.get("_target_"):
         return
+    target = get_class(str(sched._target_))
+    params = inspect.signature(target).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in sched:
+            # a key a model's config sets for its own schedule (e.g. model=mae's scheduler.warmup)
+            # stays when another scheduler is chosen on the command line
+            if not str(key).startswith("_") and key not in NON_ARGS and key not in params:
+                raise ValueError(f"scheduler.{key} is not an argument of {target.__name__}: "
+                                 "the model's config sets it for its own schedule; with another "
+                                 f"scheduler add ~scheduler.{key} to the command line to drop it")
     for key, value in sched.items():
         if value is None and not str(key).startswith("_"):
             raise ValueError(
