@@ -272,6 +272,10 @@ def test_run_long_schedules_get_the_resolved_budget_and_decay_groups(data_dir, c
     mae = _exp(["model=mae", "data=ucr", "data.name=ECG200", *SSL_TINY["mae"],
                 "trainer.max_epochs=3", "trainer.batch_size=32"], data_dir, cache_dir, tmp_path / "b")
     assert mae.scheduler.total == 12
+    # the benchmark's random rows: 0 steps (a frozen random encoder) must still build
+    frozen = _exp(["model=simclr", "data=ucr", "data.name=ECG200", *SSL_TINY["simclr"],
+                   "trainer.max_steps=0"], data_dir, cache_dir, tmp_path / "c")
+    assert frozen.scheduler.total == 1 and frozen.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
 def test_instdisc_and_comet_batches_carry_patient_and_index(data_dir, cache_dir, tmp_path):

@@ -61,9 +61,9 @@ def warmup_decay_factor(step: int, total: int, warmup_steps: int, decay: str = "
 
 class WarmupDecayLR(LambdaLR):
     """Per-step warm-up + decay over the run's optimizer steps, as the self-supervised papers
-    schedule their pretraining: DINO and MAE warm up linearly, then decay with a half cosine
-    (DINO to min lr 1e-6, MAE to 0); wav2vec 2.0 warms up over 8 % of the updates, then decays
-    linearly to 0. ``warmup`` is a fraction of ``total_steps`` (the run's length in optimizer
+    schedule their pretraining: SimCLR, BYOL, DINO and MAE warm up linearly, then decay with a
+    half cosine (DINO to min lr 1e-6, the others to 0), MoCo v2 and SimSiam decay with a cosine
+    from the start; wav2vec 2.0 warms up over 8 % of the updates, then decays linearly to 0. ``warmup`` is a fraction of ``total_steps`` (the run's length in optimizer
     steps, passed by the experiment from trainer.max_steps / max_epochs), so a shorter
     budget keeps the paper's proportions. ``weight_decay_end``: the weight decay of every
     param group that has one follows a cosine from its initial value to this (DINO: 0.04 ->
@@ -76,9 +76,9 @@ class WarmupDecayLR(LambdaLR):
             raise ValueError(f"scheduler.decay={decay!r}: use cosine or linear")
         if not 0.0 <= float(warmup) < 1.0:
             raise ValueError(f"scheduler.warmup={warmup} is a fraction of the run's steps: use [0, 1)")
-        if int(total_steps) < 1:
+        if int(total_steps) < 0:
             raise ValueError(f"WarmupDecayLR needs the run's length: total_steps={total_steps}")
-        self.total = int(total_steps)
+        self.total = max(int(total_steps), 1)   # 0: a frozen random encoder, never stepped
         self.warmup_steps = int(round(float(warmup) * self.total))
         self.weight_decay_end = weight_decay_end
         self.initial_wd = [g.get("weight_decay", 0.0) for g in optimizer.param_groups]
