@@ -121,23 +121,19 @@ class Exp_Basic:
             extra = {}
             target = get_class(str(sched_cfg._target_))
             params = inspect.signature(target).parameters
-            if "steps_per_epoch" in params:  # per-batch schedules
-                extra["steps_per_epoch"] = len(Exp_Basic._loader(self, "train", train=True))
-            if "total_steps" in params:      # schedules over the whole run (warm-up + decay)
-                extra["total_steps"] = self._planned_steps()
+            if {"steps_per_epoch", "total_steps"} & set(params):   # per-batch schedules
+                per_epoch = len(Exp_Basic._loader(self, "train", train=True))
+                extra = {"steps_per_epoch": per_epoch,               # (the target takes what it accepts)
+                         "total_steps": self._planned_steps(per_epoch)}
             scheduler = build(sched_cfg, mode=mode, **extra)(optimizer)
         return optimizer, scheduler
 
-    def _planned_steps(self) -> int:
+    def _planned_steps(self, steps_per_epoch: int) -> int:
         """Optimizer steps this run will take: trainer.max_steps, or max_epochs x batches per
         epoch, whichever ends it first."""
-        t = self.cfg.trainer
-        bounds = [] if t.max_steps is None else [int(t.max_steps)]
-        if t.max_epochs is not None:
-            bounds.append(int(t.max_epochs) * len(Exp_Basic._loader(self, "train", train=True)))
-        if not bounds:
-            raise ValueError("set trainer.max_epochs or trainer.max_steps")
-        return min(bounds)
+        steps = self._max_epochs() * steps_per_epoch      # 10**9 epochs when step-bounded
+        ms = self.cfg.trainer.max_steps
+        return steps if ms is None else min(steps, int(ms))
 
     def _parameter_groups(self):
         """Every trainable parameter takes the optimizer's weight decay, unless

@@ -6,13 +6,18 @@ import math
 from torch.optim.lr_scheduler import LambdaLR
 
 
+def cosine_anneal(start: float, end: float, pct: float) -> float:
+    """Half cosine from ``start`` (pct 0) to ``end`` (pct 1): the shape of every cosine
+    schedule here (learning rate, weight decay, EMA momentum)."""
+    return end + (start - end) / 2.0 * (1 + math.cos(math.pi * pct))
+
+
 def one_cycle_factor(step: int, total: int, pct_start: float = 0.3, div_factor: float = 25.0,
                      final_div_factor: float = 1e4) -> float:
     """lr / max_lr of torch's OneCycleLR (cosine, two phases) at ``step`` of ``total``:
     from 1/div_factor up to 1 over pct_start of the steps, then down to
     1/(div_factor * final_div_factor)."""
-    def cos(start, end, pct):
-        return end + (start - end) / 2.0 * (1 + math.cos(math.pi * pct))
+    cos = cosine_anneal
     lo, floor = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
     up_end = float(pct_start * total) - 1
     if step <= up_end:
@@ -55,8 +60,7 @@ def warmup_decay_factor(step: int, total: int, warmup_steps: int, decay: str = "
         return step / warmup_steps
     span = max(total - warmup_steps, 1)
     pct = min((step - warmup_steps) / span, 1.0)
-    shape = 0.5 * (1 + math.cos(math.pi * pct)) if decay == "cosine" else 1.0 - pct
-    return floor + (1.0 - floor) * shape
+    return cosine_anneal(1.0, floor, pct) if decay == "cosine" else 1.0 - (1.0 - floor) * pct
 
 
 class WarmupDecayLR(LambdaLR):
@@ -98,5 +102,4 @@ class WarmupDecayLR(LambdaLR):
         pct = min(max(self.last_epoch, 0) / self.total, 1.0)
         for group, start in zip(self.optimizer.param_groups, self.initial_wd):
             if start:       # groups kept free of weight decay stay free
-                end = float(self.weight_decay_end)
-                group["weight_decay"] = end + (start - end) * 0.5 * (1 + math.cos(math.pi * pct))
+                group["weight_decay"] = cosine_anneal(start, float(self.weight_decay_end), pct)

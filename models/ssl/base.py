@@ -21,6 +21,7 @@ from torch import nn
 from layers.encoders import build_encoder, pool
 from models.ssl.repr_b import encode_in_batches
 from utils.augmentations import build_views
+from utils.schedulers import cosine_anneal
 
 
 @torch.no_grad()
@@ -35,8 +36,7 @@ def cosine_momentum(base: float, step: int, total: int | None) -> float:
     step 0 to 1 at step K (held at 1 afterwards; ``base`` when K is unknown)."""
     if not total:
         return base
-    k = min(max(step, 0), total)
-    return 1 - (1 - base) * (math.cos(math.pi * k / total) + 1) / 2
+    return cosine_anneal(base, 1.0, min(max(step, 0), total) / total)
 
 
 def total_steps(max_steps=None, max_epochs=None, n_pretrain=None, batch_size=None,
