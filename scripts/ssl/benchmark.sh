@@ -4,7 +4,8 @@
 #     the frozen encoder: linear and knn at label fractions 1.0 and 0.01;
 #   - on UCR ECG200: the official TRAIN split, evaluated on TEST with svm, linear and knn;
 # then the table (macro-F1, accuracy mean ± std over seeds, pretraining seconds) is printed and
-# written to <root>/summary.md by scripts/ssl/summarise_ssl.py.
+# written to <root>/summary.md by scripts/ssl/summarise_ssl.py, with each method's macro-F1 gain
+# over the random encoder of its architecture.
 # "random" is the randomly initialised, frozen shared encoder (model=simclr, 0 training steps);
 # "random-<model>" the same for another architecture (e.g. random-ts2vec).
 #

@@ -7,7 +7,9 @@ the pretraining wall time (seconds, mean over seeds: metrics.json "train_seconds
 
 Reads every benchmark.json ({"data", "method", "seed"}) with the metrics.json beside it (the
 main evaluation under "test", the others under "evaluations"); writes summary.md and
-summary.csv into that directory and prints the markdown table.
+summary.csv into that directory and prints the markdown tables. The last table sets each
+method beside the random encoder of its architecture (issue 5's bar: macro-F1 gain in points
+of the seed means, and how many methods gain at least ``--margin``).
 """
 from __future__ import annotations
 
@@ -21,6 +23,17 @@ from pathlib import Path
 
 METHOD_ORDER = ["random", "random-ts2vec", "simclr", "moco", "byol", "simsiam", "dino", "instdisc", "hybrid",
                 "cpc", "tfc", "comet", "mae", "wav2vec2", "ts2vec", "timesurl"]
+# the random row of each method's architecture: the methods on the TS2Vec encoder share
+# random-ts2vec, those with their own networks have random-<method>, the rest the shared
+# ResNet ("random"). A method run with another model.encoder needs its own random row.
+TS2VEC_ENCODER = {"ts2vec", "timesurl", "comet"}
+
+
+def random_row_of(method: str, methods: set) -> str:
+    base = method.split(" (")[0]          # "simclr (constant lr)" -> simclr
+    if base in TS2VEC_ENCODER:
+        return "random-ts2vec"
+    return f"random-{base}" if f"random-{base}" in methods else "random"
 
 
 def collect(root: Path) -> dict:
@@ -58,6 +71,8 @@ def order(key: tuple) -> tuple:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path)
+    parser.add_argument("--margin", type=float, default=5.0,
+                        help="macro-F1 points a method must gain over its random encoder (default 5)")
     args = parser.parse_args(argv)
     groups = collect(args.root)
     if not groups:
@@ -74,6 +89,8 @@ def main(argv=None) -> int:
                      f"{statistics.mean(secs):.0f}" if secs else "–"])
     table = markdown(header, rows)
     compact = markdown(*per_method(groups))
+    header_vs, rows_vs, counts = versus_random(groups, args.margin)
+    compact += "\n\n" + markdown(header_vs, rows_vs) + "".join(f"\n\n{c}" for c in counts)
     (args.root / "summary.md").write_text(table + "\n\n" + compact + "\n")
     with open(args.root / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows([header] + rows)
@@ -103,6 +120,38 @@ def per_method(groups: dict) -> tuple[list, list]:
             row.append(f"{statistics.mean(f1):.3f} / {statistics.mean(acc):.3f}" if f1 and acc else "–")
         rows.append(row + [str(seeds), f"{statistics.mean(secs):.0f}" if secs else "–"])
     return header, rows
+
+
+def versus_random(groups: dict, margin: float) -> tuple[list, list, list]:
+    """Per dataset and method, the macro-F1 gain (points, seed means) over the random encoder
+    of its architecture at every protocol@fraction both have; and per dataset and evaluation
+    the count of methods gaining at least ``margin`` points."""
+    def f1(key):
+        values = [r["macro_f1"] for r in groups.get(key, []) if r["macro_f1"] is not None]
+        return statistics.mean(values) if values else None
+    evals = sorted({(k[2], k[3]) for k in groups}, key=lambda e: (e[0], -e[1]))
+    header = ["data", "method", "random row"] + [f"{p}@{f:g} gain" for p, f in evals]
+    rows, counts = [], []
+    for data in sorted({k[0] for k in groups}):
+        methods = {k[1] for k in groups if k[0] == data}
+        tally = {e: [0, 0] for e in evals}
+        for method in sorted((m for m in methods if not m.startswith("random")),
+                             key=lambda m: order((data, m, "", 0))):
+            ref = random_row_of(method, methods)
+            row = [data, method, ref]
+            for p, frac in evals:
+                mine, theirs = f1((data, method, p, frac)), f1((data, ref, p, frac))
+                if mine is None or theirs is None:
+                    row.append("–")
+                    continue
+                gain = round(100 * (mine - theirs), 1) + 0.0     # + 0.0: no "-0.0"
+                tally[(p, frac)][0] += gain >= margin
+                tally[(p, frac)][1] += 1
+                row.append(f"{gain:+.1f}")
+            rows.append(row)
+        counts += [f"{data} {p}@{frac:g}: {k} of {n} methods gain at least {margin:g} points of "
+                   f"macro-F1 over their random encoder" for (p, frac), (k, n) in tally.items() if n]
+    return header, rows, counts
 
 
 if __name__ == "__main__":
