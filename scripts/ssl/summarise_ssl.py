@@ -103,10 +103,15 @@ def markdown(header, rows) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def evaluations(groups: dict) -> list[tuple]:
+    """Every (protocol, label fraction) of the benchmark, by protocol then larger fractions first."""
+    return sorted({(k[2], k[3]) for k in groups}, key=lambda e: (e[0], -e[1]))
+
+
 def per_method(groups: dict) -> tuple[list, list]:
     """One row per dataset and method, one column per protocol@fraction holding
     "macro-F1 / accuracy" (means over seeds), then the seeds and pretraining seconds."""
-    evals = sorted({(k[2], k[3]) for k in groups}, key=lambda e: (e[0], -e[1]))
+    evals = evaluations(groups)
     header = ["data", "method"] + [f"{p}@{f:g} F1 / acc" for p, f in evals] + ["seeds", "pretrain s"]
     rows = []
     for data, method in sorted({k[:2] for k in groups}, key=lambda k: order((*k, "", 0))):
@@ -129,7 +134,7 @@ def versus_random(groups: dict, margin: float) -> tuple[list, list, list]:
     def f1(key):
         values = [r["macro_f1"] for r in groups.get(key, []) if r["macro_f1"] is not None]
         return statistics.mean(values) if values else None
-    evals = sorted({(k[2], k[3]) for k in groups}, key=lambda e: (e[0], -e[1]))
+    evals = evaluations(groups)
     header = ["data", "method", "random row"] + [f"{p}@{f:g} gain" for p, f in evals]
     rows, counts = [], []
     for data in sorted({k[0] for k in groups}):
