@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import inspect
 import math
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from data_provider.base import ArrayDataset, DataBundle
 from data_provider.data_factory import data_provider
 from data_provider.loader import dataset_nbytes, make_loader
 from utils.checkpoint import load_checkpoint, save_atomic, write_text_atomic
-from utils.instantiate import build
+from utils.instantiate import build, target_parameters
 from utils.metrics import flatten_metrics
 from utils.runtime import apply_runtime_settings
 from utils.seed import get_rng_state, set_rng_state
@@ -119,9 +118,8 @@ class Exp_Basic:
             mode = monitor_mode(str(self.cfg.task.get("monitor", "loss")),
                                 str(self.cfg.task.get("monitor_mode", "auto")))
             extra = {}
-            target = get_class(str(sched_cfg._target_))
-            params = inspect.signature(target).parameters
-            if {"steps_per_epoch", "total_steps"} & set(params):   # per-batch schedules
+            params = target_parameters(get_class(str(sched_cfg._target_))) or set()
+            if {"steps_per_epoch", "total_steps"} & params:         # per-batch schedules
                 per_epoch = len(Exp_Basic._loader(self, "train", train=True))
                 extra = {"steps_per_epoch": per_epoch,               # (the target takes what it accepts)
                          "total_steps": self._planned_steps(per_epoch)}

@@ -2,13 +2,12 @@
 and unknown keys). Run before any work, so nothing is half-run."""
 from __future__ import annotations
 
-import inspect
 import re
 
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from utils.instantiate import NON_ARGS
+from utils.instantiate import NON_ARGS, target_parameters
 
 CHOICES = {
     "trainer.precision": ("fp32", "bf16", "fp16"),
@@ -57,8 +56,8 @@ def check_scheduler(cfg: DictConfig) -> None:
     if not sched or not sched.get("_target_"):
         return
     target = get_class(str(sched._target_))
-    params = inspect.signature(target).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    params = target_parameters(target)
+    if params is not None:
         for key in sched:
             # a key a model's config sets for its own schedule (e.g. model=mae's scheduler.warmup)
             # stays when another scheduler is chosen on the command line

@@ -13,11 +13,19 @@ from omegaconf import DictConfig, OmegaConf
 NON_ARGS = ("name", "interval", "pretrained", "weight_decay_1d")
 
 
+def target_parameters(target) -> set[str] | None:
+    """The keyword names ``target`` takes; None when it takes any (``**kwargs``)."""
+    params = inspect.signature(target).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params)
+
+
 def accepted_kwargs(target, candidates: dict[str, Any]) -> dict[str, Any]:
-    sig = inspect.signature(target)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+    params = target_parameters(target)
+    if params is None:
         return dict(candidates)
-    return {k: v for k, v in candidates.items() if k in sig.parameters}
+    return {k: v for k, v in candidates.items() if k in params}
 
 
 def build(node: DictConfig, **candidates: Any):

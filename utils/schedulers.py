@@ -17,13 +17,12 @@ def one_cycle_factor(step: int, total: int, pct_start: float = 0.3, div_factor: 
     """lr / max_lr of torch's OneCycleLR (cosine, two phases) at ``step`` of ``total``:
     from 1/div_factor up to 1 over pct_start of the steps, then down to
     1/(div_factor * final_div_factor)."""
-    cos = cosine_anneal
     lo, floor = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
     up_end = float(pct_start * total) - 1
     if step <= up_end:
-        return cos(lo, 1.0, step / up_end) if up_end > 0 else 1.0
+        return cosine_anneal(lo, 1.0, step / up_end) if up_end > 0 else 1.0
     down = total - 1 - up_end
-    return cos(1.0, floor, min((step - up_end) / down, 1.0)) if down > 0 else floor
+    return cosine_anneal(1.0, floor, min((step - up_end) / down, 1.0)) if down > 0 else floor
 
 
 class PatchTSTFineTuneLR(LambdaLR):
@@ -67,7 +66,8 @@ class WarmupDecayLR(LambdaLR):
     """Per-step warm-up + decay over the run's optimizer steps, as the self-supervised papers
     schedule their pretraining: SimCLR, BYOL, DINO and MAE warm up linearly, then decay with a
     half cosine (DINO to min lr 1e-6, the others to 0), MoCo v2 and SimSiam decay with a cosine
-    from the start; wav2vec 2.0 warms up over 8 % of the updates, then decays linearly to 0. ``warmup`` is a fraction of ``total_steps`` (the run's length in optimizer
+    from the start; wav2vec 2.0 warms up over 8 % of the updates, then decays linearly to 0.
+    ``warmup`` is a fraction of ``total_steps`` (the run's length in optimizer
     steps, passed by the experiment from trainer.max_steps / max_epochs), so a shorter
     budget keeps the paper's proportions. ``weight_decay_end``: the weight decay of every
     param group that has one follows a cosine from its initial value to this (DINO: 0.04 ->
