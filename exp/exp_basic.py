@@ -111,6 +111,9 @@ class Exp_Basic:
     def _select_optimizer(self):
         opt_factory = build(self.cfg.optimizer)
         optimizer = opt_factory(self._parameter_groups())
+        for group in optimizer.param_groups:
+            if group.get("fix_lr"):
+                group["fixed_lr"] = group["lr"]
         scheduler = None
         sched_cfg = self.cfg.get("scheduler")
         if sched_cfg and sched_cfg.get("_target_"):
@@ -124,6 +127,7 @@ class Exp_Basic:
                 extra = {"steps_per_epoch": per_epoch,               # (the target takes what it accepts)
                          "total_steps": self._planned_steps(per_epoch)}
             scheduler = build(sched_cfg, mode=mode, **extra)(optimizer)
+            _hold_fixed_lr(optimizer)       # LambdaLR set every group's step-0 lr
         return optimizer, scheduler
 
     def _planned_steps(self, steps_per_epoch: int) -> int:
@@ -136,12 +140,25 @@ class Exp_Basic:
     def _parameter_groups(self):
         """Every trainable parameter takes the optimizer's weight decay, unless
         optimizer.weight_decay_1d=false: then biases and normalisation gains (1-D tensors)
-        take none, as DINO's and MAE's official code groups them."""
+        take none, as DINO's and MAE's official code groups them. Parameters the model names
+        in ``fixed_lr_parameters()`` (SimSiam's predictor with fix_pred_lr) go in groups
+        marked ``fix_lr`` that keep the optimizer's lr whatever the scheduler does."""
         params = self._trainable_parameters()
-        if self.cfg.optimizer.get("weight_decay_1d", True):
+        hook = getattr(self.model, "fixed_lr_parameters", None)
+        fixed_ids = {id(p) for p in hook()} if callable(hook) else set()
+        no_decay_1d = not self.cfg.optimizer.get("weight_decay_1d", True)
+        if not fixed_ids and not no_decay_1d:
             return params
-        return [{"params": [p for p in params if p.ndim > 1]},
-                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = []
+        for fixed in (False, True):           # the scheduled group first: TensorBoard's lr
+            mine = [p for p in params if (id(p) in fixed_ids) == fixed]
+            split = [(mine, {})] if not no_decay_1d else [
+                ([p for p in mine if p.ndim > 1], {}),
+                ([p for p in mine if p.ndim <= 1], {"weight_decay": 0.0})]
+            for members, extra in split:
+                if members:
+                    groups.append({"params": members, **extra, **({"fix_lr": True} if fixed else {})})
+        return groups
 
     def _trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -290,6 +307,7 @@ class Exp_Basic:
             self.scaler.update()
             if self.scheduler is not None and self._sched_interval() == "step":
                 self.scheduler.step()
+                _hold_fixed_lr(self.optimizer)
             self.state["step"] += 1
             self._after_optimizer_step()
             value = loss.detach()
@@ -316,6 +334,7 @@ class Exp_Basic:
             self.scheduler.step(self._monitor_value(val_metrics))
         else:
             self.scheduler.step()
+        _hold_fixed_lr(self.optimizer)
 
     # ------------------------------------------------------------------ early stopping
     def _monitor_key(self, metrics: dict) -> str:
@@ -522,3 +541,11 @@ def _jsonable(obj):
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
+
+
+def _hold_fixed_lr(optimizer) -> None:
+    """Undo the scheduler on the ``fix_lr`` groups (SimSiam's --fix-pred-lr): back to the
+    lr they were built with (kept in the group, so in checkpoints too)."""
+    for group in optimizer.param_groups:
+        if group.get("fix_lr"):
+            group["lr"] = group["fixed_lr"]

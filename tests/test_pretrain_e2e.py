@@ -278,6 +278,31 @@ def test_run_long_schedules_get_the_resolved_budget_and_decay_groups(data_dir, c
     assert frozen.scheduler.total == 1 and frozen.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
+def test_instdisc_steps_its_lr_down_at_the_papers_epochs():
+    # Wu et al. 2018: x0.1 at epochs 120 and 160 of 200 -> 60 % and 80 % of the run
+    s = compose_cfg(["model=instdisc"]).scheduler
+    assert s._target_ == "utils.schedulers.WarmupDecayLR" and s.interval == "step"
+    assert (s.warmup, s.decay, list(s.milestones), s.gamma) == (0.0, "step", [0.6, 0.8], 0.1)
+
+
+def test_simsiam_predictor_keeps_its_lr_while_the_rest_decays(data_dir, cache_dir, tmp_path):
+    # the official --fix-pred-lr: after a whole run of cosine decay, the predictor's group is
+    # still at the initial lr and the encoder + projector's is at the cosine's end (0)
+    exp = _exp(["model=simsiam", "data=ucr", "data.name=ECG200", *SSL_TINY["simsiam"],
+                "trainer.max_steps=4"], data_dir, cache_dir, tmp_path / "a")
+    scheduled, fixed = exp.optimizer.param_groups
+    assert {id(p) for p in fixed["params"]} == {id(p) for p in exp.model.predictor.parameters()}
+    assert fixed["fix_lr"] and not scheduled.get("fix_lr")
+    assert (scheduled["lr"], fixed["lr"]) == pytest.approx((1e-3, 1e-3))
+    exp.train()
+    assert exp.state["step"] == 4
+    assert (scheduled["lr"], fixed["lr"]) == pytest.approx((0.0, 1e-3))
+    # the paper's baseline: one group, decayed
+    base = _exp(["model=simsiam", "data=ucr", "data.name=ECG200", *SSL_TINY["simsiam"],
+                 "trainer.max_steps=4", "model.fix_pred_lr=false"], data_dir, cache_dir, tmp_path / "b")
+    assert len(base.optimizer.param_groups) == 1
+
+
 def test_instdisc_and_comet_batches_carry_patient_and_index(data_dir, cache_dir, tmp_path):
     exp = _exp(["model=comet", *SMALL_ECG, *TS2VEC, "trainer.batch_size=40"], data_dir, cache_dir, tmp_path)
     train = exp.data.splits["train"].arrays

@@ -78,3 +78,14 @@ def test_warmup_linear_and_resume_from_state_dict():
     assert _lrs(again, 10) == pytest.approx(_lrs(sched, 10))
     with pytest.raises(ValueError, match="warmup=1.5 is a fraction"):
         WarmupDecayLR(_opt(), total_steps=10, warmup=1.5)
+
+
+def test_warmup_step_decays_by_gamma_at_fractional_milestones():
+    """Instance discrimination: lr x0.1 at 60 % and 80 % of the run (epochs 120, 160 of 200)."""
+    from utils.schedulers import WarmupDecayLR
+    lrs = _lrs(WarmupDecayLR(_opt(1.0), total_steps=50, warmup=0.0, decay="step",
+                             milestones=[0.6, 0.8], gamma=0.1), 50)
+    assert lrs[:30] == pytest.approx([1.0] * 30)
+    assert lrs[30:40] == pytest.approx([0.1] * 10) and lrs[40:] == pytest.approx([0.01] * 10)
+    with pytest.raises(ValueError, match="milestones=.*fractions of the run"):
+        WarmupDecayLR(_opt(), total_steps=10, decay="step", milestones=[120, 160])

@@ -159,8 +159,8 @@ def test_moco_queue_ring_buffer_and_key_encoder_ema():
 def test_dino_teacher_ema_centre_update_multicrop_and_frozen_last_layer():
     torch.manual_seed(0)
     model = DINO(1, **TINY, out_dim=32, hidden_dim=16, bottleneck_dim=8, n_local_crops=3,
-                 total_steps=20, n_pretrain=16, batch_size=8, center_momentum=0.9)
-    assert model.freeze_steps == 2                         # one epoch of 16 / 8
+                 total_steps=200, n_pretrain=16, batch_size=8, center_momentum=0.9)
+    assert model.freeze_steps == 2                         # 1 % of the run's 200 steps
     opt = torch.optim.SGD(trainable(model), lr=0.5)
     batch = {"x": torch.randn(8, 60, 1)}
     teacher_before = params(model.teacher_backbone) + params(model.teacher_head)
@@ -170,18 +170,18 @@ def test_dino_teacher_ema_centre_update_multicrop_and_frozen_last_layer():
     loss = DINOLoss()(out, batch)["loss"]
     opt.zero_grad()
     loss.backward()
-    assert model.head.last_layer.v.grad is None            # frozen during the first epoch
+    assert model.head.last_layer.v.grad is None            # frozen during the first 1 %
     assert model.head.mlp.net[0].weight.grad is not None
     assert all(p.grad is None for p in model.teacher_backbone.parameters())
     opt.step()
     model.on_train_step_end(1)
-    tau = cosine_momentum(0.996, 1, 20)
+    tau = cosine_momentum(0.996, 1, 200)
     student = params(model.backbone) + params(model.head)
     for t_old, s, t_new in zip(teacher_before, student, params(model.teacher_backbone) + params(model.teacher_head)):
         assert torch.allclose(t_new, tau * t_old + (1 - tau) * s, atol=1e-6)
     expected_c = 0.9 * centre_before + 0.1 * out["teacher"].reshape(-1, 32).mean(0, keepdim=True)
     assert torch.allclose(model.center, expected_c, atol=1e-6)
-    model.step.fill_(5)                                    # after the first epoch: trained
+    model.step.fill_(5)                                    # after the first 1 %: trained
     out = model(batch)
     DINOLoss()(out, batch)["loss"].backward()
     assert model.head.last_layer.v.grad is not None
@@ -297,7 +297,7 @@ CASES = {
     "byol": (BYOL, BYOLLoss(), dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32, total_steps=40)),
     "simsiam": (SimSiam, SimSiamLoss(), dict(proj_dim=32, pred_dim=8)),
     "dino": (DINO, DINOLoss(), dict(out_dim=128, hidden_dim=32, bottleneck_dim=32, n_local_crops=2,
-                                    total_steps=40, freeze_last_layer_epochs=0)),
+                                    total_steps=40, freeze_last_layer=0)),
     "instdisc": (InstDisc, InstDiscLoss(), dict(n_pretrain=100, nce_k=0)),
     "hybrid": (Hybrid, HybridLoss(), dict(num_classes=2)),
 }

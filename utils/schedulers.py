@@ -52,11 +52,14 @@ class PatchTSTFineTuneLR(LambdaLR):
 
 
 def warmup_decay_factor(step: int, total: int, warmup_steps: int, decay: str = "cosine",
-                        floor: float = 0.0) -> float:
+                        floor: float = 0.0, milestones=(), gamma: float = 0.1) -> float:
     """lr / peak lr at optimizer step ``step`` of ``total``: linear from 0 to 1 over
-    ``warmup_steps``, then cosine (or linear) down to ``floor`` at ``total`` (held there)."""
+    ``warmup_steps``, then cosine (or linear) down to ``floor`` at ``total`` (held there),
+    or (``step``) times ``gamma`` at each of the ``milestones`` (fractions of ``total``)."""
     if step < warmup_steps:
         return step / warmup_steps
+    if decay == "step":
+        return gamma ** sum(step >= round(m * total) for m in milestones)
     span = max(total - warmup_steps, 1)
     pct = min((step - warmup_steps) / span, 1.0)
     return cosine_anneal(1.0, floor, pct) if decay == "cosine" else 1.0 - (1.0 - floor) * pct
@@ -66,7 +69,9 @@ class WarmupDecayLR(LambdaLR):
     """Per-step warm-up + decay over the run's optimizer steps, as the self-supervised papers
     schedule their pretraining: SimCLR, BYOL, DINO and MAE warm up linearly, then decay with a
     half cosine (DINO to min lr 1e-6, the others to 0), MoCo v2 and SimSiam decay with a cosine
-    from the start; wav2vec 2.0 warms up over 8 % of the updates, then decays linearly to 0.
+    from the start; wav2vec 2.0 warms up over 8 % of the updates, then decays linearly to 0;
+    instance discrimination steps down x0.1 at 120 and 160 of 200 epochs (``decay="step"``,
+    ``milestones`` [0.6, 0.8] as fractions of the run).
     ``warmup`` is a fraction of ``total_steps`` (the run's length in optimizer
     steps, passed by the experiment from trainer.max_steps / max_epochs), so a shorter
     budget keeps the paper's proportions. ``weight_decay_end``: the weight decay of every
@@ -75,9 +80,13 @@ class WarmupDecayLR(LambdaLR):
 
     def __init__(self, optimizer, total_steps: int, warmup: float = 0.1, decay: str = "cosine",
                  final_lr: float = 0.0, weight_decay_end: float | None = None,
-                 last_epoch: int = -1):
-        if decay not in ("cosine", "linear"):
-            raise ValueError(f"scheduler.decay={decay!r}: use cosine or linear")
+                 milestones=(0.6, 0.8), gamma: float = 0.1, last_epoch: int = -1):
+        if decay not in ("cosine", "linear", "step"):
+            raise ValueError(f"scheduler.decay={decay!r}: use cosine, linear or step")
+        milestones = [float(m) for m in milestones]
+        if decay == "step" and not all(0.0 < m < 1.0 for m in milestones):
+            raise ValueError(f"scheduler.milestones={milestones} are fractions of the run's steps: "
+                             "use values in (0, 1), e.g. [0.6, 0.8]")
         if not 0.0 <= float(warmup) < 1.0:
             raise ValueError(f"scheduler.warmup={warmup} is a fraction of the run's steps: use [0, 1)")
         if int(total_steps) < 0:
@@ -90,7 +99,8 @@ class WarmupDecayLR(LambdaLR):
         def group_factor(group):
             peak = group.get("initial_lr", group["lr"])
             floor = float(final_lr) / peak if peak else 0.0
-            return lambda step: warmup_decay_factor(step, self.total, self.warmup_steps, decay, floor)
+            return lambda step: warmup_decay_factor(step, self.total, self.warmup_steps, decay, floor,
+                                                    milestones, float(gamma))
 
         super().__init__(optimizer, [group_factor(g) for g in optimizer.param_groups],
                          last_epoch=last_epoch)
