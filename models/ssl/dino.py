@@ -9,8 +9,8 @@ L2-normalised, weight-normalised last layer to K = 65536). Teacher outputs are c
 student 0.1) in the loss; the teacher is the EMA of the student with momentum rising from
 0.996 to 1 on a cosine schedule; the last layer gets no gradient during the first
 ``freeze_last_layer`` of the run (the paper's first epoch of 100: 1 %, a fraction like the
-lr warm-up so a 100-step budget keeps the proportion; one epoch of MIT-BIH beats is 333
-steps at batch 128, longer than such a run).
+lr warm-up so a 100-step budget keeps the proportion; one epoch of the 51,021 MIT-BIH
+pretraining beats is 399 steps at batch 128, longer than such a run).
 Representations are the teacher encoder's (the paper evaluates the teacher).
 """
 from __future__ import annotations
