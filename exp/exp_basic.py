@@ -149,16 +149,13 @@ class Exp_Basic:
         no_decay_1d = not self.cfg.optimizer.get("weight_decay_1d", True)
         if not fixed_ids and not no_decay_1d:
             return params
-        groups = []
-        for fixed in (False, True):           # the scheduled group first: TensorBoard's lr
-            mine = [p for p in params if (id(p) in fixed_ids) == fixed]
-            split = [(mine, {})] if not no_decay_1d else [
-                ([p for p in mine if p.ndim > 1], {}),
-                ([p for p in mine if p.ndim <= 1], {"weight_decay": 0.0})]
-            for members, extra in split:
-                if members:
-                    groups.append({"params": members, **extra, **({"fix_lr": True} if fixed else {})})
-        return groups
+        groups: dict[tuple[bool, bool], list] = {}
+        for p in params:
+            groups.setdefault((id(p) in fixed_ids, no_decay_1d and p.ndim <= 1), []).append(p)
+        # sorted: scheduled before fixed (TensorBoard logs group 0's lr), decayed before free
+        return [{"params": members, **({"weight_decay": 0.0} if free else {}),
+                 **({"fix_lr": True} if fixed else {})}
+                for (fixed, free), members in sorted(groups.items())]
 
     def _trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
