@@ -32,7 +32,7 @@ from data_provider.data_factory import data_provider
 from data_provider.loader import dataset_nbytes, make_loader
 from utils.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from utils.instantiate import build, target_parameters
-from utils.metrics import flatten_metrics
+from utils.metrics import flatten_metrics, unflatten_metrics
 from utils.runtime import apply_runtime_settings
 from utils.seed import get_rng_state, set_rng_state
 from utils.tb import TensorBoardLogger
@@ -249,6 +249,8 @@ class Exp_Basic:
             train_loss = self._train_epoch(epoch)
             if monitor_split == "val":
                 val_metrics = self.vali("val")
+                # kept (flat floats, checkpoint-safe) so metrics.json can show the last epoch beside the best
+                self.state["last_val"] = flatten_metrics(val_metrics)
             else:
                 val_metrics = {"loss": train_loss}
             self._scheduler_epoch_step(val_metrics)
@@ -414,6 +416,8 @@ class Exp_Basic:
         results = {**results, "best_epoch": self.state.get("best_epoch"),
                    "epochs": self.state.get("epoch"), "steps": self.state.get("step"),
                    "train_seconds": self.state.get("train_seconds")}
+        if self.state.get("last_val"):
+            results["val_last_epoch"] = unflatten_metrics(self.state["last_val"])
         write_text_atomic(json.dumps(_jsonable(results), indent=2), self.run_dir / "metrics.json")
         step = self.state["step"]
         for split in ("val", "test"):

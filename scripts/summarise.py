@@ -3,8 +3,9 @@
 
     python scripts/summarise.py outputs/multirun/2026-11-29_10-00-00 [--metrics test.accuracy test.macro_f1]
 
-Runs are grouped by their command-line overrides (.hydra/overrides.yaml) minus `seed`;
-each metric is a dotted path into metrics.json. Writes summary.md and summary.csv into the
+Runs are grouped by their command-line overrides (.hydra/overrides.yaml) minus `seed`
+(and minus the keys given to --pool, e.g. `--pool data.val_records` to pool cross-validation
+folds into one row per setting); each metric is a dotted path into metrics.json. Writes summary.md and summary.csv into the
 multirun directory and prints the markdown table.
 """
 from __future__ import annotations
@@ -39,10 +40,11 @@ def lookup(d: dict, dotted: str):
     return d if isinstance(d, (int, float)) else None
 
 
-def summarise(root: Path, metrics: list[str]):
+def summarise(root: Path, metrics: list[str], pool: tuple[str, ...] = ()):
+    ignored = IGNORED_OVERRIDES + tuple(f"{k}=" for k in pool)
     groups: dict[str, list[dict]] = defaultdict(list)
     for _run, overrides, values in find_runs(root):
-        key = " ".join(o for o in overrides if not o.startswith(IGNORED_OVERRIDES)) or "(defaults)"
+        key = " ".join(o for o in overrides if not o.lstrip("+~").startswith(ignored)) or "(defaults)"
         groups[key].append(values)
     rows = []
     for setting, runs in sorted(groups.items()):
@@ -84,11 +86,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("multirun_dir", type=Path)
     p.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS)
+    p.add_argument("--pool", nargs="+", default=[], metavar="KEY",
+                   help="config keys whose values are pooled into one row (e.g. data.val_records)")
     args = p.parse_args(argv)
     if not args.multirun_dir.is_dir():
         print(f"{args.multirun_dir} is not a directory; give a Hydra multirun output folder", file=sys.stderr)
         return 2
-    rows = summarise(args.multirun_dir, args.metrics)
+    rows = summarise(args.multirun_dir, args.metrics, tuple(args.pool))
     if not rows:
         print(f"no metrics.json found under {args.multirun_dir}", file=sys.stderr)
         return 1

@@ -46,6 +46,11 @@ def test_main_py_runs_and_writes_run_directory(data_dir, cache_dir, tmp_path):
     assert any("confusion_matrix" in t for t in tags["images"])
     plugins = acc.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in plugins
+    # beside the best epoch's validation metrics, metrics.json keeps the last epoch's
+    last_val = acc.Scalars("val/macro_f1")
+    assert len(last_val) == 3
+    assert m["val_last_epoch"]["macro_f1"] == pytest.approx(last_val[-1].value, rel=1e-6)
+    assert m["val_last_epoch"]["per_class"]["-1"]["support"] + m["val_last_epoch"]["per_class"]["1"]["support"] == 20
 
 
 def test_epoch_train_loss_is_the_mean_of_its_steps(data_dir, cache_dir, tmp_path):
@@ -150,13 +155,20 @@ def test_transformer_classifier_runs_on_real_data(data_dir, cache_dir, tmp_path)
 def test_multirun_and_summariser(data_dir, cache_dir, tmp_path):
     sweep = tmp_path / "sweep"
     r = _main(["-m", *ECG200, "trainer.max_epochs=1", "model.widths=[8,8,8]", "seed=0,1",
-               f"hydra.sweep.dir={sweep}"], {"DATA_DIR": str(data_dir), "CACHE_DIR": str(cache_dir)})
+               "optimizer.lr=0.001,0.002", f"hydra.sweep.dir={sweep}"],
+              {"DATA_DIR": str(data_dir), "CACHE_DIR": str(cache_dir)})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert len(list(sweep.rglob("metrics.json"))) == 2
+    assert len(list(sweep.rglob("metrics.json"))) == 4
     s = subprocess.run([sys.executable, "scripts/summarise.py", str(sweep)], cwd=REPO,
                        capture_output=True, text=True)
     assert s.returncode == 0, s.stderr
-    assert "± " in s.stdout and "| 2 |" in s.stdout  # both seeds in one row
+    assert "± " in s.stdout and s.stdout.count("| 2 |") == 2  # per lr, both seeds in one row
+    assert (sweep / "summary.csv").read_text().count("\n") == 3
+    # --pool folds a swept key (e.g. cross-validation folds) into the rows
+    s = subprocess.run([sys.executable, "scripts/summarise.py", str(sweep), "--pool", "optimizer.lr"],
+                       cwd=REPO, capture_output=True, text=True)
+    assert s.returncode == 0, s.stderr
+    assert "| 4 |" in s.stdout and "optimizer.lr" not in s.stdout
     assert (sweep / "summary.csv").read_text().count("\n") == 2
 
 

@@ -71,3 +71,15 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
             flat[key] = float(v)
     return flat
+
+
+def unflatten_metrics(flat: dict[str, float]) -> dict:
+    """The inverse of flatten_metrics: {'per_class/V/sensitivity': .9} -> nested dicts."""
+    nested: dict = {}
+    for key, v in flat.items():
+        *parents, leaf = key.split("/")
+        d = nested
+        for part in parents:
+            d = d.setdefault(part, {})
+        d[leaf] = v
+    return nested
