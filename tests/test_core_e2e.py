@@ -216,6 +216,11 @@ def test_model_config_picks_its_task_and_command_line_wins():
     if "ts2vec" in models:
         assert compose_cfg(["model=ts2vec"]).task.name == "pretrain"
         assert compose_cfg(["model=ts2vec", "task=classification"]).task.name == "classification"
+    # data=ecg brings its training recipe (mixup, chosen by cross-validation inside DS1); other
+    # data keep the plain default, and the command line wins
+    assert compose_cfg(["model=resnet1d", "data=ecg"]).trainer.mixup_alpha == 0.2
+    assert compose_cfg(["model=resnet1d", "data=ecg", "trainer.mixup_alpha=0"]).trainer.mixup_alpha == 0
+    assert compose_cfg(["model=resnet1d", "data=ucr"]).trainer.mixup_alpha == 0
 
 
 def _paths(data_dir, cache_dir):
