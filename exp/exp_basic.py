@@ -249,7 +249,7 @@ class Exp_Basic:
             train_loss = self._train_epoch(epoch)
             if monitor_split == "val":
                 val_metrics = self.vali("val")
-                # kept (flat floats, checkpoint-safe) so metrics.json can show the last epoch beside the best
+                # kept as flat floats (checkpoint-safe): metrics.json shows the last epoch beside the best
                 self.state["last_val"] = flatten_metrics(val_metrics)
             else:
                 val_metrics = {"loss": train_loss}

@@ -5,8 +5,8 @@
 
 Runs are grouped by their command-line overrides (.hydra/overrides.yaml) minus `seed`
 (and minus the keys given to --pool, e.g. `--pool data.val_records` to pool cross-validation
-folds into one row per setting); each metric is a dotted path into metrics.json. Writes summary.md and summary.csv into the
-multirun directory and prints the markdown table.
+folds into one row per setting); each metric is a dotted path into metrics.json. Writes
+summary.md and summary.csv into the multirun directory and prints the markdown table.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Reproduce the README's saliency figures: train the plain MIT-BIH classifier (no mixup, as they were made), explain 100
-# DS2 beats per class, copy the first N, S and V figures and the class profiles here.
+# Reproduce the README's saliency figures: train the plain MIT-BIH classifier (no mixup, as
+# they were made), explain 100 DS2 beats per class, copy the first N, S and V figures and the
+# class profiles here.
 #   DATA_DIR=/path/to/data bash scripts/explain/readme_figures.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
