@@ -249,10 +249,12 @@ class Exp_Basic:
             train_loss = self._train_epoch(epoch)
             if monitor_split == "val":
                 val_metrics = self.vali("val")
-                # kept as flat floats (checkpoint-safe): metrics.json shows the last epoch beside the best
-                self.state["last_val"] = flatten_metrics(val_metrics)
             else:
                 val_metrics = {"loss": train_loss}
+            flat_metrics = flatten_metrics(val_metrics)
+            if monitor_split == "val":
+                # kept as flat floats (checkpoint-safe): metrics.json shows the last epoch beside the best
+                self.state["last_val"] = flat_metrics
             self._scheduler_epoch_step(val_metrics)
             improved = self._update_best(val_metrics)
             self.state["epoch"] = epoch + 1
@@ -262,8 +264,7 @@ class Exp_Basic:
             self._write_checkpoints(improved, final=stop or self.state["epoch"] >= epochs
                                     or self._steps_done())
             self.tb.scalar("train/epoch_loss", train_loss, self.state["step"])
-            self.tb.scalars({f"{monitor_split}/{k}": v for k, v in flatten_metrics(val_metrics).items()},
-                            self.state["step"])
+            self.tb.scalars({f"{monitor_split}/{k}": v for k, v in flat_metrics.items()}, self.state["step"])
             # without a validation split the monitored metrics are the train loss itself
             monitored = (f" | val {self._summary(val_metrics)}" if monitor_split == "val" else "")
             log.info("epoch %d | train loss %.4f%s | %s %.1fs", epoch + 1, train_loss, monitored,
