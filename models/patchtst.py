@@ -8,7 +8,7 @@ representations -> one linear layer to the horizon -> RevIN back.
 
 ``head_type="pretrain"``: masked-patch self-supervised pretraining. Non-overlapping patches, a
 random 40 % of each series' patches are zeroed, and a linear head reconstructs every patch;
-the loss (utils.forecast_losses.MaskedPatchMSE) is the MSE on the masked patches only.
+the loss (utils.losses.forecast.MaskedPatchMSE) is the MSE on the masked patches only.
 ``pretrained=<checkpoint>`` loads a pretrained backbone for fine-tuning, and
 ``freeze_backbone=true`` trains the head only (linear probing); ``freeze_epochs=N`` trains
 the head alone for N epochs, then the whole network (the paper's fine-tuning).

@@ -23,7 +23,7 @@ Training step (``forward`` in train mode), as the official code (Alrash/TimesURL
    representations z; the same encoder on the view with its hidden entries zeroed feeds
    an MLP head (D -> 4D -> C) that reconstructs them.
 
-The loss (utils/losses_timesurl.py) is DualCon on the overlapping steps plus the masked
+The loss (utils/losses/timesurl.py) is DualCon on the overlapping steps plus the masked
 reconstruction error. Encoding is TS2Vec's (averaged weights, max pooling, sliding).
 """
 from __future__ import annotations

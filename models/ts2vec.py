@@ -3,7 +3,7 @@
 Training step (``forward`` in train mode): two overlapping random crops of each series
 (one crop length per batch, a random offset per series, as the official code), each
 encoded with its own random timestamp mask; the representations of the overlapping
-steps go to the hierarchical contrastive loss (utils/losses_ts2vec.py).
+steps go to the hierarchical contrastive loss (utils/losses/ts2vec.py).
 
 Encoding uses the running (equal-weight, SWA) average of the encoder's weights over all
 training steps, as the official code's ``AveragedModel``; ``on_train_step_end`` updates it.

@@ -1,4 +1,4 @@
-"""utils/contrastive_losses.py against direct (loop) formulas on tiny hand-sized cases."""
+"""utils/losses/ (simclr, moco, byol, simsiam, dino, instdisc, hybrid) against direct (loop) formulas on tiny hand-sized cases."""
 from __future__ import annotations
 
 import math
@@ -7,10 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.contrastive_losses import (BYOLLoss, DINOLoss, HybridLoss, InstDiscLoss, MoCoLoss,
-                                      NTXentLoss, SimSiamLoss, dino_loss, info_nce_queue, nce_loss,
-                                      negative_cosine, normalized_mse, nt_xent, supervised_contrastive,
-                                      updated_center)
+from utils.losses.byol import BYOLLoss, normalized_mse
+from utils.losses.dino import DINOLoss, dino_loss, updated_center
+from utils.losses.hybrid import HybridLoss, supervised_contrastive
+from utils.losses.instdisc import InstDiscLoss, nce_loss
+from utils.losses.moco import MoCoLoss, info_nce_queue
+from utils.losses.simclr import NTXentLoss, nt_xent
+from utils.losses.simsiam import SimSiamLoss, negative_cosine
 
 
 def g(seed=0):

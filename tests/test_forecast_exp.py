@@ -119,7 +119,7 @@ def _same(a, b):
 def test_paper_settings_compose():
     from utils.compose import compose_cfg
     p = compose_cfg(["experiment=patchtst_etth1"])
-    assert (p.task.name, p.loss._target_) == ("forecast", "utils.forecast_losses.ForecastMSE")
+    assert (p.task.name, p.loss._target_) == ("forecast", "utils.losses.forecast.ForecastMSE")
     assert (p.data.seq_len, p.model.patch_len, p.model.stride) == (336, 16, 8)
     assert (p.model.d_model, p.model.n_heads, p.model.e_layers, p.model.d_ff) == (16, 4, 3, 128)
     assert (p.trainer.batch_size, p.optimizer.lr) == (128, 1e-4)

@@ -14,7 +14,7 @@ from layers.revin import RevIN
 from models.crossformer import Crossformer
 from models.informer import Informer
 from models.patchtst import PatchTST
-from utils.forecast_losses import ForecastMSE, MaskedPatchMSE
+from utils.losses.forecast import ForecastMSE, MaskedPatchMSE
 from utils.forecast_metrics import forecast_metrics, inverse_transform
 
 

@@ -11,8 +11,13 @@ from layers.encoders import build_encoder, pool
 from models.ssl import BYOL, DINO, Hybrid, InstDisc, MoCo, SimCLR, SimSiam
 from models.ssl.base import cosine_momentum, total_steps
 from models.ssl.hybrid import semi_supervised_labels
-from utils.contrastive_losses import (BYOLLoss, DINOLoss, HybridLoss, InstDiscLoss, MoCoLoss,
-                                      NTXentLoss, SimSiamLoss)
+from utils.losses.byol import BYOLLoss
+from utils.losses.dino import DINOLoss
+from utils.losses.hybrid import HybridLoss
+from utils.losses.instdisc import InstDiscLoss
+from utils.losses.moco import MoCoLoss
+from utils.losses.simclr import NTXentLoss
+from utils.losses.simsiam import SimSiamLoss
 
 TINY = dict(encoder="ts2vec", repr_dim=16, encoder_kwargs=dict(hidden_dims=8, depth=2))
 # the zoo's default encoder (conf/model/*.yaml), narrow

@@ -16,10 +16,12 @@ from models.ssl.cpc import CPC
 from models.ssl.mae import MAE
 from models.ssl.tfc import TFC
 from models.ssl.wav2vec2 import span_mask
-from utils.contrastive_losses import nt_xent
-from utils.ssl_losses_b import (COMETLoss, TFCLoss, cpc_info_nce, id_contrastive_loss,
-                                masked_patch_mse, same_id_pairs, sample_distractors,
-                                tfc_consistency, wav2vec2_contrastive)
+from utils.losses.simclr import nt_xent
+from utils.losses.comet import COMETLoss, id_contrastive_loss, same_id_pairs
+from utils.losses.cpc import cpc_info_nce
+from utils.losses.mae import masked_patch_mse
+from utils.losses.tfc import TFCLoss, tfc_consistency
+from utils.losses.wav2vec2 import sample_distractors, wav2vec2_contrastive
 
 
 @pytest.fixture(autouse=True)

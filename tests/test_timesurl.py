@@ -6,9 +6,8 @@ import torch
 
 from models.timesurl import (TimesURL, frequency_mix, frequency_mix_official, segment_mask,
                              time_segment_mask, time_split)
-from utils.losses_timesurl import (TimesURLLoss, dual_instance_loss, dual_temporal_loss,
-                                   instance_universum, masked_mse, temporal_universum)
-from utils.losses_ts2vec import instance_contrastive_loss, temporal_contrastive_loss
+from utils.losses.timesurl import TimesURLLoss, dual_instance_loss, dual_temporal_loss, instance_universum, masked_mse, temporal_universum
+from utils.losses.ts2vec import instance_contrastive_loss, temporal_contrastive_loss
 
 
 def test_frequency_mix_replaces_exactly_the_chosen_bins():

@@ -9,7 +9,7 @@ import torch
 
 from layers.dilated_conv import SamePadConv, TSEncoder
 from models.ts2vec import TS2Vec, random_overlapping_crops, split_long_series, take_per_row
-from utils.losses_ts2vec import HierarchicalContrastiveLoss, hierarchical_contrastive_loss
+from utils.losses.ts2vec import HierarchicalContrastiveLoss, hierarchical_contrastive_loss
 
 
 def tiny_encoder(c=3, **kw):

@@ -9,7 +9,7 @@ One encoder (the TS2Vec dilated CNN, as the official code: hidden 64, depth 10, 
     sample       the two views of one sample are positives         views: continuous masking
     observation  the two views of one time step are positives      views: continuous masking
 
-The losses are in utils.ssl_losses_b.COMETLoss. Batch keys: ``patient_id`` (on MIT-BIH the
+The losses are in utils.losses.comet.COMETLoss. Batch keys: ``patient_id`` (on MIT-BIH the
 record, with 201 and 202 one patient) and ``trial_id``. When the data family gives no
 trial_id, a trial is ``trial_windows`` consecutive windows of one patient, derived from the
 batch's ``index`` (the sample's row in the pretraining set). A level whose ids the data lacks

@@ -3,7 +3,7 @@
 g_enc: strided 1-D convolutions (kernel = 2 x stride, ReLU) map x [B, T, C] to z [B, T', D_z];
 g_ar:  a GRU summarises z_{<=t} into the context c_t [B, T', D_c];
 W_k:   one linear map per future step k = 1..K predicts z_{t+k} as W_k c_t; the loss
-       (utils.ssl_losses_b.CPCLoss) is InfoNCE whose negatives are the other encoded steps
+       (utils.losses.cpc.CPCLoss) is InfoNCE whose negatives are the other encoded steps
        of all sequences in the batch (samples of the marginal p(z), the paper's proposal).
 
 The audio model of the paper uses strides (5, 4, 2, 2, 2) = 160x at 16 kHz (10 ms steps),

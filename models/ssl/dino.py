@@ -21,7 +21,7 @@ from layers.heads import DINOHead
 from models.ssl.base import SSLMethod, cosine_momentum, ema_update, frozen_copy
 from models.ssl.base import total_steps as count_steps
 from utils.augmentations import build_views
-from utils.contrastive_losses import updated_center
+from utils.losses.dino import updated_center
 
 DEFAULT_LOCAL = [{"name": "crop_resize", "scale": [0.05, 0.4], "out_len": 0.43}]
 DEFAULT_GLOBAL = [{"name": "crop_resize", "scale": [0.4, 1.0]}]

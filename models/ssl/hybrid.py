@@ -3,7 +3,7 @@
 One encoder is trained on every series with the unsupervised contrastive loss (NT-Xent over
 two augmented views) and, on the labelled share, with the supervised contrastive loss over
 the same projections and the cross-entropy of a linear classifier on the representations of
-both views (utils/contrastive_losses.HybridLoss). Training batches carry "y" with -1 for
+both views (utils/losses/hybrid.HybridLoss). Training batches carry "y" with -1 for
 unlabelled series; ``semi_supervised_labels`` hides all but a stratified, seeded
 ``task.label_fraction`` of the labels.
 """

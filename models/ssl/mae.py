@@ -6,7 +6,7 @@ Fixed sine-cosine positional embeddings are added to every patch; a random ``mas
 of the patches (0.75) is dropped per sample and the encoder sees only the visible ones.
 A light decoder gets the encoded visible tokens plus a shared learned mask token at each
 masked position (positional embeddings added again) and predicts every patch's values
-with a final linear layer; the loss (utils.ssl_losses_b.MAELoss) is the MSE on masked
+with a final linear layer; the loss (utils.losses.mae.MAELoss) is the MSE on masked
 patches only. For downstream use the encoder runs on all patches, unmasked.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """SimCLR (Chen et al., ICML 2020): two augmented views of every series, a shared encoder
 and a projection MLP g (one hidden layer of the encoder's width, BN, ReLU, 128 outputs),
-NT-Xent over the 2N views (utils/contrastive_losses.py). Representations are the encoder's,
+NT-Xent over the 2N views (utils/losses/simclr.py). Representations are the encoder's,
 before the projection head."""
 from __future__ import annotations
 

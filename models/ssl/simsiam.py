@@ -28,5 +28,5 @@ class SimSiam(SSLMethod):
     def forward(self, batch: dict) -> dict:
         h1, h2 = self.represent_views(self.make_views(batch["x"]), joint=False)
         z1, z2 = self.projector(h1), self.projector(h2)
-        # the loss applies the stop-gradient to z1, z2 (utils/contrastive_losses.negative_cosine)
+        # the loss applies the stop-gradient to z1, z2 (utils/losses/simsiam.negative_cosine)
         return {"p1": self.predictor(z1), "p2": self.predictor(z2), "z1": z1, "z2": z2}

@@ -5,7 +5,7 @@ Time encoder G_T on x and frequency encoder G_F on its magnitude spectrum x^F = 
 give h^T, h^F; projectors R_T, R_F (Linear-BN-ReLU-Linear, 256 -> 128) map them into the
 shared time-frequency space, z^T, z^F. A second view of each input comes from a
 time-domain augmentation (x~) and a frequency-domain perturbation (x~^F). The loss
-(utils.ssl_losses_b.TFCLoss) is NT-Xent within each domain (h^T vs h~^T, h^F vs h~^F)
+(utils.losses.tfc.TFCLoss) is NT-Xent within each domain (h^T vs h~^T, h^F vs h~^F)
 plus the consistency term that keeps z^T of an input closer to its own z^F than to the
 augmented views' embeddings, by a margin delta.
 
@@ -141,7 +141,7 @@ def fit_tfc_finetune(model: TFC, x, y, num_classes: int | None = None, val_x=Non
     head trained together on CE(head([z^T, z^F]), y) + lam (L_T + L_F) + (1 - lam) L_C with
     Adam(lr 3e-4, betas 0.9/0.99, weight decay 3e-4). With a validation split the epoch with
     the best validation accuracy is kept; without one, the last epoch."""
-    from utils.ssl_losses_b import TFCLoss
+    from utils.losses.tfc import TFCLoss
 
     y = torch.as_tensor(np.asarray(y), dtype=torch.long)
     x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)

@@ -12,7 +12,7 @@ quantiser Z -> Q            Gumbel product quantiser (layers.quantizer), G = 2, 
                             temperature 2 -> 0.5 by 0.999995 per update
 loss                        contrastive over masked steps with K = 100 distractors from the
                             other masked steps of the same sequence, kappa = 0.1, plus
-                            0.1 x diversity loss (utils.ssl_losses_b.Wav2Vec2Loss)
+                            0.1 x diversity loss (utils.losses.wav2vec2.Wav2Vec2Loss)
 
 The paper's encoder has 7 layers, strides (5,2,2,2,2,2,2) = 320x at 16 kHz (20 ms steps),
 and BASE has 12 Transformer blocks of width 768. conf/model/wav2vec2.yaml scales the

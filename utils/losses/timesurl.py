@@ -15,7 +15,7 @@ both views and appended to the candidates of the temporal and instance terms
 input and its reconstruction from the segment-masked input, on the masked entries only,
 averaged over the two views. Total (official code): contrastive_weight * DualCon +
 recon_weight * Recon, with contrastive_weight 0.01 and recon_weight 1, alpha 0.8 and
-lambda 0.2 in the official code; with the official time-stamp split (models/timesurl.py)
+lambda 0.2 in the official code; with the official time-stamp split (models/ssl/timesurl.py)
 the totals of the two subsets are summed.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utils.losses_ts2vec import hierarchical_contrastive_loss, info_nce_pairs
+from utils.losses.ts2vec import hierarchical_contrastive_loss, info_nce_pairs
 
 
 def temporal_universum(z: torch.Tensor, lam: float) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Losses of the forecasting task (called as ``loss(outputs, batch)``)."""
+"""Losses of the forecasting task (called as ``loss(outputs, batch)``): the forecast MSE
+and PatchTST's masked-patch pretraining objective."""
 from __future__ import annotations
 
 import torch
