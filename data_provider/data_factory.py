@@ -1,8 +1,10 @@
 """Maps ``cfg.data.family`` to the module that builds that family's datasets.
 
 Each family module exposes ``build(cfg) -> DataBundle`` and reads ``cfg.data``,
-``cfg.paths`` (data_dir, cache_dir), ``cfg.task`` and ``cfg.seed``. Imports are lazy
-so a run only imports (and needs the dependencies of) the family it uses.
+``cfg.paths`` (data_dir, cache_dir) and ``cfg.seed``, never the task: a family returns its
+labelled "train", "val", "test" splits (and "unlabelled_*" inputs where they differ), and
+task=pretrain shapes its pretraining set from them (data_provider/pretraining.py). Imports
+are lazy so a run only imports (and needs the dependencies of) the family it uses.
 """
 from __future__ import annotations
 

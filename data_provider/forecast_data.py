@@ -125,6 +125,18 @@ def future_dates(last: pd.Timestamp, step, n: int) -> pd.DatetimeIndex:
     return pd.date_range(last, periods=n + 1, freq=step)[1:]
 
 
+def _future_window(values, marks, dates, step, freq, timeenc, seq_len, label_len, pred_len) -> dict:
+    """The last window of the file, for forecasting past its end (task.predict_future)."""
+    fut_dates = future_dates(dates[-1], step, pred_len)
+    fut_marks = time_features(fut_dates, timeenc=timeenc, freq=freq)
+    return {
+        "x": torch.as_tensor(values[-seq_len:])[None],
+        "x_mark": torch.as_tensor(marks[-seq_len:])[None],
+        "y_mark": torch.as_tensor(np.concatenate([marks[len(marks) - label_len:], fut_marks]))[None],
+        "dates": fut_dates,
+    }
+
+
 def build(cfg) -> DataBundle:
     d = cfg.data
     features = str(d.features).upper()
@@ -168,16 +180,7 @@ def build(cfg) -> DataBundle:
                                   seq_len, label_len, pred_len)
               for i, name in enumerate(SPLITS)}
 
-    # The last window of the file, for forecasting past its end (task.predict_future).
-    fut_dates = future_dates(dates[-1], step, pred_len)
-    fut_marks = time_features(fut_dates, timeenc=timeenc, freq=freq)
-    future = {
-        "x": torch.as_tensor(values[-seq_len:])[None],
-        "x_mark": torch.as_tensor(marks[-seq_len:])[None],
-        "y_mark": torch.as_tensor(np.concatenate([marks[len(marks) - label_len:], fut_marks]))[None],
-        "dates": fut_dates,
-    }
-
+    future = _future_window(values, marks, dates, step, freq, timeenc, seq_len, label_len, pred_len)
     in_cols = cols if features != "S" else [target]
     out_cols = [target] if features in ("S", "MS") else cols
     meta = {

@@ -5,14 +5,21 @@ the GPU), which removes the per-sample Python and collate overhead a DataLoader 
 small models. Other datasets, or ``num_workers > 0``, use a regular DataLoader. Either
 way the shuffle order of epoch e depends only on (seed, e), so a resumed run sees the same
 batches as an uninterrupted one, and evaluation never drops the last partial batch.
+``SplitLoaders`` gives one run's loaders over its splits (trainer settings, the budget's batch
+size, small datasets kept on the GPU); ``GroupBatches`` keeps groups of samples (COMET's
+trials) whole in a batch.
 """
 from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .base import ArrayDataset, collate_batch
 from utils.seed import seed_worker
+
+from .base import ArrayDataset, collate_batch
+
+# Data kept on the GPU when trainer.data_on_device=auto and the arrays are this small.
+ON_DEVICE_MAX_BYTES = 2 * 1024**3
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -91,3 +98,78 @@ def dataset_nbytes(dataset: Dataset) -> int | None:
     if isinstance(dataset, ArrayDataset):
         return sum(v.element_size() * v.nelement() for v in dataset.arrays.values())
     return None
+
+
+class GroupBatches:
+    """Training batches of whole groups: runs of equal ``groups`` ids (consecutive samples,
+    e.g. the windows of one trial) are shuffled as units, then cut into batches. The order
+    of epoch e depends only on (seed, e), as the shared loader's, so resume stays exact.
+    The batch count equals ArrayBatches' for the same size and drop_last."""
+
+    def __init__(self, dataset: ArrayDataset, groups: torch.Tensor, batch_size: int,
+                 generator: torch.Generator, drop_last: bool):
+        _, counts = torch.unique_consecutive(groups, return_counts=True)
+        runs = torch.split(torch.arange(len(groups)), counts.tolist())
+        order = torch.randperm(len(runs), generator=generator)
+        self.order = torch.cat([runs[i] for i in order.tolist()])
+        self.arrays, self.batch_size = dataset.arrays, batch_size
+        n = len(self.order)
+        self.n_batches = n // batch_size if drop_last and n > batch_size else -(-n // batch_size)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        device = next(iter(self.arrays.values())).device
+        for b in range(self.n_batches):
+            idx = self.order[b * self.batch_size:(b + 1) * self.batch_size].to(device)
+            yield {k: v[idx] for k, v in self.arrays.items()}
+
+
+class SplitLoaders:
+    """The loaders of one run over ``splits``: training batches of ``batch_size`` (the run's
+    budget) shuffled per (seed, epoch), evaluation batches of trainer.eval_batch_size in
+    order, never dropping a sample; in-memory datasets kept on the GPU when
+    trainer.data_on_device says so (auto: when under 2 GiB); with ``groups`` (a group id per
+    training sample) training batches hold whole groups."""
+
+    def __init__(self, splits: dict, trainer, batch_size: int, seed: int, device: torch.device,
+                 groups: torch.Tensor | None = None):
+        self.splits, self.trainer, self.batch_size = splits, trainer, int(batch_size)
+        self.seed, self.device, self.groups = int(seed), device, groups
+        self._on_device: dict[str, ArrayDataset] = {}
+
+    def has(self, split: str) -> bool:
+        ds = self.splits.get(split)
+        return ds is not None and len(ds) > 0
+
+    def dataset(self, split: str):
+        ds = self.splits[split]
+        if self._keep_on_device(ds):
+            if split not in self._on_device:
+                self._on_device[split] = ArrayDataset(
+                    **{k: v.to(self.device) for k, v in ds.arrays.items()})
+            return self._on_device[split]
+        return ds
+
+    def _keep_on_device(self, ds) -> bool:
+        mode = str(self.trainer.data_on_device)
+        if self.device.type != "cuda" or not isinstance(ds, ArrayDataset) or mode == "false":
+            return False
+        return mode == "true" or (dataset_nbytes(ds) or 0) <= ON_DEVICE_MAX_BYTES
+
+    def __call__(self, split: str, train: bool, epoch: int = 0):
+        t = self.trainer
+        if train and split == "train" and self.groups is not None:
+            return GroupBatches(self.dataset(split), self.groups, self.batch_size,
+                                epoch_generator(self.seed, epoch), bool(t.drop_last))
+        return self.plain(split, train, epoch)
+
+    def plain(self, split: str, train: bool, epoch: int = 0, batch_size: int | None = None):
+        """The shuffled (train) or ordered loader of a split, groups left aside."""
+        t = self.trainer
+        bs = batch_size or (self.batch_size if train else int(t.eval_batch_size))
+        return make_loader(self.dataset(split), batch_size=bs, train=train, seed=self.seed,
+                           epoch=epoch, drop_last=t.drop_last, num_workers=t.num_workers,
+                           device=self.device,
+                           max_per_class=t.get("max_per_class") if train else None)

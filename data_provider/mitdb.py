@@ -6,9 +6,9 @@ is the standard one of de Chazal et al. 2004: train on DS1, test on DS2 (paced r
 never sees a training patient. Preprocessing (mitdb_signal.py) is cached on disk
 (mitdb_cache.py); missing files are reported or downloaded (mitdb_files.py).
 
-With task=pretrain, "train"/"val" hold unlabelled inputs from the DS1 train/val records (the
-same beats, or longer non-overlapping windows) and "downstream_train/_val/_test" the labelled
-beats for the downstream protocol ("test" is downstream_test).
+With ``data.ssl_unit=window``, "unlabelled_train"/"unlabelled_val" also hold long
+non-overlapping windows of the DS1 train/val records, which task=pretrain pretrains on instead
+of the beats (data_provider/pretraining.py).
 """
 from __future__ import annotations
 
@@ -145,11 +145,9 @@ def load_arrays(cfg, folder: Path, records, settings, window_seconds=None, windo
     return arrays
 
 
-def _beat_dataset(a: dict, records, with_labels: bool, with_features: bool) -> ArrayDataset:
+def _beat_dataset(a: dict, records, with_features: bool) -> ArrayDataset:
     idx = np.flatnonzero(np.isin(a["record"], records))
-    items = {"x": a["x"][idx][:, :, None]}
-    if with_labels:
-        items["y"] = a["y"][idx]
+    items = {"x": a["x"][idx][:, :, None], "y": a["y"][idx]}
     if with_features:
         items["features"] = a["rr"][idx]
     items["patient_id"] = np.array([patient_of(r) for r in a["record"][idx]], dtype=np.int64)
@@ -192,11 +190,10 @@ def build(cfg) -> DataBundle:
     settings = settings_from_cfg(d)
     recs = split_records(d)
     rr = bool(_get(d, "rr_features", True))
-    pretrain = OmegaConf.select(cfg, "task.name", default=None) == "pretrain"
     ssl_unit = str(_get(d, "ssl_unit", "beat"))
     if ssl_unit not in SSL_UNITS:
         raise ValueError(f"data.ssl_unit={ssl_unit!r} is not known; choose one of {list(SSL_UNITS)}")
-    window_seconds = float(_get(d, "ssl_window_seconds", 10.0)) if pretrain and ssl_unit == "window" else None
+    window_seconds = float(_get(d, "ssl_window_seconds", 10.0)) if ssl_unit == "window" else None
 
     folder = Path(str(cfg.paths.data_dir)) / str(_get(d, "subdir", "mitdb"))
     all_records = sorted(set(recs["train"]) | set(recs["val"]) | set(recs["test"]))
@@ -205,7 +202,7 @@ def build(cfg) -> DataBundle:
     a = load_arrays(cfg, folder, all_records, settings, window_seconds,
                     window_records=recs["train"] + recs["val"])
 
-    labelled = {name: _beat_dataset(a, r, True, rr) for name, r in recs.items()}
+    labelled = {name: _beat_dataset(a, r, rr) for name, r in recs.items()}
     rr_stats = _rr_standardiser(labelled["train"]) if rr and bool(_get(d, "rr_standardize", True)) else None
     for ds in labelled.values():
         _apply_rr(ds, rr_stats)
@@ -216,20 +213,11 @@ def build(cfg) -> DataBundle:
         "feature_names": list(RR_FEATURE_NAMES) if rr else [], "fs": float(a["fs"]),
         "lead": settings.lead, "records": {k: list(v) for k, v in recs.items()},
         "shared_patients": shared_patients(recs),
+        "class_counts": {name: _class_counts(ds) for name, ds in labelled.items()},
     }
-    if not pretrain:
-        meta["class_counts"] = {name: _class_counts(ds) for name, ds in labelled.items()}
-        return DataBundle(splits=labelled, meta=meta)
-
-    if ssl_unit == "beat":
-        unlabelled = {name: _beat_dataset(a, recs[name], False, rr) for name in ("train", "val")}
-        for ds in unlabelled.values():
-            _apply_rr(ds, rr_stats)
-    else:
-        unlabelled = {name: _window_dataset(a, recs[name]) for name in ("train", "val")}
-        meta["seq_len"] = int(a["wx"].shape[1])
-    splits = {**unlabelled, "downstream_train": labelled["train"], "downstream_val": labelled["val"],
-              "downstream_test": labelled["test"], "test": labelled["test"]}
-    meta.update(ssl_unit=ssl_unit, downstream_seq_len=beat_len,
-                class_counts={f"downstream_{k}": _class_counts(v) for k, v in labelled.items()})
+    splits = dict(labelled)
+    if ssl_unit == "window":
+        for name in ("train", "val"):
+            splits[f"unlabelled_{name}"] = _window_dataset(a, recs[name])
+        meta["unlabelled_seq_len"] = int(a["wx"].shape[1])
     return DataBundle(splits=splits, meta=meta)

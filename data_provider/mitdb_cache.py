@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from utils.atomic import save_npz_atomic
 from utils.download import sha256_of
 
 log = logging.getLogger(__name__)
@@ -46,13 +45,4 @@ def load(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # uncompressed: loads in a fraction of a second
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache is not secret
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npz_atomic(arrays, path)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from .base import ArrayDataset, DataBundle
 
@@ -76,9 +75,6 @@ def build(cfg) -> DataBundle:
     for split, (x, y) in arrays.items():
         splits[split] = ArrayDataset(x=x, y=y, mask=np.ones(x.shape[:2], dtype=bool),
                                      index=np.arange(len(y), dtype=np.int64))
-    if OmegaConf.select(cfg, "task.name") == "pretrain":
-        for split in list(splits):
-            splits[f"downstream_{split}"] = splits[split]
 
     x_train = arrays["train"][0]
     meta = {

@@ -30,8 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from omegaconf import OmegaConf
 
+from utils.atomic import save_npz_atomic
 from utils.download import DownloadError, fetch, sha256_of
 
 from . import ucr_uea_catalog as catalog
@@ -63,31 +63,54 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # also keeps the name ins
 
 
 # ----------------------------------------------------------------------------- entry point
-def build(cfg) -> DataBundle:
-    data = cfg.data
+def _checked_settings(data) -> tuple[str, str, str, float]:
+    """(archive, name, normalisation, validation fraction), refused by name before any file
+    is read or downloaded."""
     archive = str(data.get("archive") or data.family).upper()
     name = str(data.name)
     if not _NAME_RE.fullmatch(name):
         raise ValueError(f"data.name='{name}' is not a dataset name (letters, digits, '_', '-', "
                          "'.'), e.g. data.name=GunPoint")
     method = str(data.get("normalize", "none"))
-    if method not in NORMALIZATIONS:  # checked before any file is read or downloaded
+    if method not in NORMALIZATIONS:
         raise ValueError(f"unknown data.normalize '{method}'; choose one of {', '.join(NORMALIZATIONS)}")
     val_fraction = float(data.get("val_fraction", 0.2) or 0.0)
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
-    data_dir = Path(str(cfg.paths.data_dir))
-    folder = data_dir / archive / name
+    return archive, name, method, val_fraction
 
-    files = locate(folder, name)
+
+def _files(data, data_dir: Path, archive: str, name: str):
+    """The dataset's TRAIN/TEST files, downloaded first when missing and data.download is set."""
+    files = locate(data_dir / archive / name, name)
     if files is None:
         if data.get("download", False):
             download_dataset(data_dir / archive, archive, name, data)
-            files = locate(folder, name)
+            files = locate(data_dir / archive / name, name)
         if files is None:
             raise FileNotFoundError(missing_message(data_dir, archive, name, data))
+    return files
 
-    raw = load_arrays(files, _cache_dir(cfg))
+
+def _normalised(x_train, m_train, x_test, m_test, method: str, idx_train, archive: str, name: str):
+    """(x_train, x_test, the normalisation applied, its statistics), fit on training rows."""
+    x_all = np.concatenate([x_train, x_test])
+    m_all = np.concatenate([m_train, m_test])
+    applied, fit_idx = method, idx_train
+    if method == "ts2vec":
+        applied = ts2vec_scaling(archive, name)
+        fit_idx = np.arange(len(x_train))  # the official loaders fit on the whole TRAIN file
+        log.info("data.normalize=ts2vec: %s on all TRAIN rows (TS2Vec's %s loader)", applied, archive)
+    x_all, stats = normalize(x_all, m_all, applied, fit_idx=fit_idx)
+    return x_all[: len(x_train)], x_all[len(x_train):], applied, stats
+
+
+def build(cfg) -> DataBundle:
+    data = cfg.data
+    archive, name, method, val_fraction = _checked_settings(data)
+    data_dir = Path(str(cfg.paths.data_dir))
+    folder = data_dir / archive / name
+    raw = load_arrays(_files(data, data_dir, archive, name), _cache_dir(cfg))
     y_train, y_test, class_names = encode_labels(raw["labels_train"], raw["labels_test"],
                                                  where=f"{archive}/{name}")
     x_train, m_train = raw["x_train"], raw["mask_train"]
@@ -107,15 +130,8 @@ def build(cfg) -> DataBundle:
                       f"set with val_fraction={val_fraction}; training without validation "
                       "(model selection falls back to the training loss)", stacklevel=2)
 
-    x_all = np.concatenate([x_train, x_test])
-    m_all = np.concatenate([m_train, m_test])
-    applied, fit_idx = method, idx_train
-    if method == "ts2vec":
-        applied = ts2vec_scaling(archive, name)
-        fit_idx = np.arange(len(x_train))  # the official loaders fit on the whole TRAIN file
-        log.info("data.normalize=ts2vec: %s on all TRAIN rows (TS2Vec's %s loader)", applied, archive)
-    x_all, stats = normalize(x_all, m_all, applied, fit_idx=fit_idx)
-    x_train, x_test = x_all[: len(x_train)], x_all[len(x_train):]
+    x_train, x_test, applied, stats = _normalised(x_train, m_train, x_test, m_test, method,
+                                                  idx_train, archive, name)
 
     def subset(x, m, y, idx):
         return ArrayDataset(x=x[idx], y=y[idx].astype(np.int64), mask=m[idx],
@@ -125,10 +141,6 @@ def build(cfg) -> DataBundle:
     if has_val:
         splits["val"] = subset(x_train, m_train, y_train, idx_val)
     splits["test"] = subset(x_test, m_test, y_test, np.arange(len(y_test)))
-    if OmegaConf.select(cfg, "task.name") == "pretrain":
-        # Pretraining ignores the labels; the downstream protocol reads these aliases.
-        for split in list(splits):
-            splits[f"downstream_{split}"] = splits[split]
 
     meta = {
         "in_channels": int(x_train.shape[2]),
@@ -224,16 +236,7 @@ def load_arrays(files: dict[str, Path], cache_dir: Path | None) -> dict:
         except (OSError, ValueError, zipfile.BadZipFile):
             log.warning("ignoring unreadable cache file %s", path)
     arrays = parse_files(files)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz.part", dir=cache_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is as readable as the data
-        os.replace(tmp, path)  # atomic: a concurrent run never reads half a file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_npz_atomic(arrays, path)     # a concurrent run never reads half a file
     return arrays
 
 

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from data_provider.data_factory import data_provider
 from exp.exp_classification import Exp_Classification
 from utils.checkpoint import checkpoint_file, load_checkpoint
 from utils.explain import (NoReLUModules, NotCAMCompatible, cam, class_profiles, curve_auc,
@@ -101,16 +100,9 @@ class Exp_Explain(Exp_Classification):
             for key in FROM_THIS_RUN:
                 merged[key] = cfg[key]
             merged.task = cfg.task
-        # the data family sees the task it was trained for (splits, labels, features)
-        self._data_cfg = merged.copy()
-        with open_dict(self._data_cfg):
-            self._data_cfg.task = trained.task
         super().__init__(merged, run_dir)
         if self.cfg.task.layer:
             get_layer(self.model, str(self.cfg.task.layer))   # unknown name: fail before work
-
-    def _get_data(self):
-        return data_provider(self._data_cfg)
 
     # ------------------------------------------------------------------ samples
     def _labels(self, ds) -> np.ndarray:

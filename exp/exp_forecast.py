@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from exp.exp_basic import Exp_Basic
-from utils.checkpoint import write_text_atomic
+from utils.atomic import write_text_atomic
 from utils.forecast_metrics import forecast_metrics, inverse_transform
 from utils.instantiate import build
 
@@ -36,14 +36,8 @@ class Exp_Forecast(Exp_Basic):
         if embed in ("fixed", "learned") and int(self.cfg.data.get("timeenc", 1)) != 0:
             raise ValueError(f"model.embed={embed} embeds calendar fields; set data.timeenc=0 "
                              "(or use model.embed=timeF with data.timeenc=1)")
+        # model.pretrained (PatchTST): the constructor loads the pretrained backbone
         model = build(self.cfg.model, **self._model_dims())
-        pretrained = self.cfg.model.get("pretrained")
-        if pretrained:
-            if not hasattr(model, "load_backbone"):
-                raise ValueError(f"model.pretrained is set but {type(model).__name__} cannot load "
-                                 "a pretrained backbone")
-            model.load_backbone(str(pretrained))
-            log.info("loaded pretrained backbone from %s", pretrained)
         params = inspect.signature(model.forward).parameters
         self._inputs = [k for k in MODEL_INPUTS if k in params]
         return model

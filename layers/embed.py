@@ -10,11 +10,13 @@ import torch
 from torch import nn
 
 
-def sinusoid_table(n: int, d_model: int) -> torch.Tensor:
-    """The fixed sin/cos table of Vaswani et al. [n, d_model]."""
-    pos = torch.arange(n, dtype=torch.float32)[:, None]
-    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model))
-    table = torch.zeros(n, d_model)
+def sinusoid_table(n: int, d_model: int, device=None) -> torch.Tensor:
+    """The fixed sin/cos positional table of Vaswani et al. [n, d_model] (computed on
+    ``device``)."""
+    pos = torch.arange(n, dtype=torch.float32, device=device)[:, None]
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device)
+                    * -(math.log(10000.0) / d_model))
+    table = torch.zeros(n, d_model, device=device)
     table[:, 0::2] = torch.sin(pos * div)
     table[:, 1::2] = torch.cos(pos * div)[:, : d_model // 2]
     return table

@@ -6,7 +6,7 @@ byol,simsiam,dino,instdisc,hybrid}.yaml default to resnet1d.
 
 - ts2vec: TS2Vec's dilated-convolution encoder (layers/dilated_conv.py); timestamp masking
   off by default (the methods augment their views themselves).
-- resnet1d: the residual blocks of Wang et al. 2017 (models/resnet1d.py), a 1x1 projection
+- resnet1d: the residual blocks of Wang et al. 2017 (layers/conv_blocks.py), a 1x1 projection
   to ``repr_dim`` when the last width differs.
 - transformer: a pre-norm Transformer encoder over time-step (or patch) tokens with
   sinusoidal positions, so crops of any length encode (DINO's local views).
@@ -16,13 +16,12 @@ Every encoder zeroes NaN (unobserved) entries, takes an optional bool ``mask`` [
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.resnet1d import ResidualBlock
+from layers.conv_blocks import ResidualBlock
+from layers.embed import sinusoid_table
 
 POOLINGS = ("max", "mean", "last", None)
 
@@ -83,16 +82,6 @@ class ResNet1DEncoder(nn.Module):
         return self.proj(h).transpose(1, 2)
 
 
-def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
-    """Vaswani et al.'s fixed positional encoding [length, dim]."""
-    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
-    div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(length, dim, device=device)
-    pe[:, 0::2] = torch.sin(pos * div)
-    pe[:, 1::2] = torch.cos(pos * div)[:, : dim // 2]
-    return pe
-
-
 class TransformerEncoder(nn.Module):
     """Tokens = time steps (patch_len 1) or non-overlapping patches; a patch's output is
     repeated over its steps so the output stays [B, T, D]."""
@@ -121,7 +110,7 @@ class TransformerEncoder(nn.Module):
         if pad:
             x = F.pad(x, (0, 0, 0, pad))
         tokens = x.reshape(b, (t + pad) // p, p * c)
-        h = self.embed(tokens) + sinusoidal_positions(tokens.size(1), self.d_model, x.device)
+        h = self.embed(tokens) + sinusoid_table(tokens.size(1), self.d_model, x.device)
         h = self.out(self.norm(self.layers(h)))
         if p > 1:
             h = h.repeat_interleave(p, dim=1)[:, :t]

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from layers.crossformer_layers import CrossDecoder, CrossEncoder, DSWEmbedding
+from models.base import BaseModel
 
 
-class Crossformer(nn.Module):
+class Crossformer(BaseModel):
     def __init__(self, enc_in: int, seq_len: int, pred_len: int, seg_len: int = 6,
                  win_size: int = 2, factor: int = 10, d_model: int = 256, d_ff: int = 512,
                  n_heads: int = 4, e_layers: int = 3, dropout: float = 0.2,

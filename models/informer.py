@@ -15,9 +15,10 @@ from torch import nn
 from layers.attention import AttentionLayer, FullAttention, ProbAttention
 from layers.embed import DataEmbedding
 from layers.informer_layers import Decoder, DecoderLayer, DistillingLayer, Encoder, EncoderLayer
+from models.base import BaseModel
 
 
-class Informer(nn.Module):
+class Informer(BaseModel):
     def __init__(self, enc_in: int, c_out: int, seq_len: int, label_len: int, pred_len: int,
                  mark_dim: int = 4, dec_in: int | None = None, factor: int = 5,
                  d_model: int = 512, n_heads: int = 8, e_layers: int = 2, d_layers: int = 1,

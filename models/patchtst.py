@@ -15,6 +15,7 @@ the head alone for N epochs, then the whole network (the paper's fine-tuning).
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -22,6 +23,10 @@ from torch import nn
 
 from layers.patching import Patching, random_patch_mask
 from layers.revin import RevIN
+from models.base import BaseModel
+from utils.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 class _BatchNormTime(nn.Module):
@@ -104,7 +109,7 @@ class PatchTSTBackbone(nn.Module):
         return z.reshape(B, C, N, -1)
 
 
-class PatchTST(nn.Module):
+class PatchTST(BaseModel):
     def __init__(self, enc_in: int, seq_len: int, pred_len: int, patch_len: int = 16,
                  stride: int = 8, padding_patch: str | None = "end", d_model: int = 128,
                  n_heads: int = 16, e_layers: int = 3, d_ff: int = 256, dropout: float = 0.2,
@@ -190,7 +195,7 @@ class PatchTST(nn.Module):
 
     def load_backbone(self, path: str) -> None:
         """Load the backbone (and RevIN) weights of a pretrained PatchTST checkpoint."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint(path)
         state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
         own = self.state_dict()
         wanted = {k: v for k, v in state.items() if k.startswith(("backbone.", "revin."))}
@@ -202,3 +207,4 @@ class PatchTST(nn.Module):
             raise ValueError(f"pretrained backbone {path} does not fit this model ({bad[:3]}); "
                              f"use the seq_len, patch_len, stride and widths it was pretrained with")
         self.load_state_dict(wanted, strict=False)
+        log.info("loaded the pretrained PatchTST backbone of %s", path)

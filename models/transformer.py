@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.base import BaseModel
 
-class TransformerClassifier(nn.Module):
+
+class TransformerClassifier(BaseModel):
     def __init__(self, in_channels: int, seq_len: int, num_classes: int, embedding: str = "patch",
                  patch_len: int = 8, d_model: int = 64, n_heads: int = 4, n_layers: int = 3,
                  d_ff: int = 128, dropout: float = 0.1, extra_features: int = 0):

@@ -27,3 +27,13 @@ def data_dir() -> Path:
 def cache_dir(tmp_path_factory) -> Path:
     """One writable preprocessing cache for the whole session (the data dir is read-only)."""
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core machine run several times faster on one thread
+    (two threads spin-wait against the other processes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,6 +1,5 @@
 """End-to-end behaviour of the framework on real data: main.py runs, outputs, resume,
 determinism, TensorBoard contents, multirun + summariser, error messages."""
-import json
 import os
 import subprocess
 import sys

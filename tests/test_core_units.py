@@ -7,7 +7,8 @@ import torch
 
 from data_provider.base import ArrayDataset
 from data_provider.loader import make_loader
-from utils.checkpoint import load_checkpoint, save_atomic
+from utils.atomic import save_atomic
+from utils.checkpoint import load_checkpoint
 from utils.metrics import classification_metrics
 from utils.seed import get_rng_state, set_rng_state
 
@@ -119,3 +120,16 @@ def test_runtime_settings_flush_subnormals_unless_switched_off():
         assert (tiny * 1.0).item() == 0.0          # default: flushed to zero
     finally:
         torch.set_flush_denormal(True)             # the state every main.py run leaves
+
+
+def test_group_batches_keep_groups_whole_and_count_as_the_plain_loader():
+    from data_provider.loader import GroupBatches, epoch_generator
+    groups = torch.repeat_interleave(torch.arange(7), 5)                # 7 groups of 5 samples
+    ds = ArrayDataset(x=torch.randn(35, 4, 1), g=groups)
+    for drop_last in (False, True):
+        batches = list(GroupBatches(ds, groups, 10, epoch_generator(0, 1), drop_last))
+        plain = make_loader(ds, batch_size=10, train=True, seed=0, epoch=1, drop_last=drop_last)
+        assert len(batches) == len(plain) == (3 if drop_last else 4)
+    order = torch.cat([b["g"] for b in GroupBatches(ds, groups, 10, epoch_generator(0, 1), False)])
+    runs = torch.unique_consecutive(order, return_counts=True)[1]
+    assert (runs == 5).all() and not torch.equal(order, groups)          # whole groups, shuffled

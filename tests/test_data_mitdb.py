@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from tests.helpers import data_cfg
 
 from data_provider import mitdb
+from data_provider.pretraining import pretraining_data
 from data_provider.data_factory import data_provider
 from data_provider.mitdb_signal import SignalSettings, process_record
 
@@ -27,13 +28,14 @@ ORDER = ["N", "S", "V", "F", "Q"]
 SMALL = dict(ds1_records=[101, 114, 118], val_records=[118], ds2_records=[100, 103])
 
 
-def make_cfg(data_dir, cache_dir, task="classification", **data):
+def make_cfg(data_dir, cache_dir, **data):
+    # struct mode: a data family reading any key it was not given (e.g. the task) fails
     cfg = OmegaConf.create({
         "data": data_cfg("ecg"),
-        "paths": {"data_dir": str(data_dir), "cache_dir": str(cache_dir)},
-        "task": {"name": task}, "seed": 0})
+        "paths": {"data_dir": str(data_dir), "cache_dir": str(cache_dir)}, "seed": 0})
     for key, value in {**SMALL, **data}.items():
         cfg.data[key] = value
+    OmegaConf.set_struct(cfg, True)
     return cfg
 
 
@@ -201,20 +203,21 @@ def test_data_factory_dispatches_ecg(data_dir, cache_dir):
 
 
 def test_pretrain_beat_and_window_splits(data_dir, cache_dir, small):
-    b = mitdb.build(make_cfg(data_dir, cache_dir, task="pretrain"))
-    assert set(b.splits) == {"train", "val", "test", "downstream_train", "downstream_val",
+    b = pretraining_data(mitdb.build(make_cfg(data_dir, cache_dir)), ["train"], None)
+    assert set(b.splits) == {"train", "val", "downstream_train", "downstream_val",
                              "downstream_test"}
     assert "y" not in b.splits["train"].arrays and "y" in b.splits["downstream_train"].arrays
     assert len(b.splits["train"]) == len(small.splits["train"])
-    assert b.splits["test"] is b.splits["downstream_test"]
+    assert len(b.splits["downstream_test"]) == len(small.splits["test"])
     for name, ds in b.splits.items():
         assert "patient_id" in ds.arrays, name
-    w = mitdb.build(make_cfg(data_dir, cache_dir, task="pretrain", ssl_unit="window",
-                             ssl_window_seconds=10.0))
+    family = mitdb.build(make_cfg(data_dir, cache_dir, ssl_unit="window", ssl_window_seconds=10.0))
+    assert {"unlabelled_train", "unlabelled_val"} <= set(family.splits)
+    w = pretraining_data(family, ["train"], None)
     x = w.splits["train"].arrays["x"]
     assert tuple(x.shape) == (2 * (650000 // 3600), 1800, 1) and w.meta["seq_len"] == 1800
     assert w.meta["downstream_seq_len"] == 126
     assert set(w.splits["train"].arrays["patient_id"].tolist()) == {101, 114}
     assert set(w.splits["val"].arrays["patient_id"].tolist()) == {118}
     with pytest.raises(ValueError, match="ssl_unit"):
-        mitdb.build(make_cfg(data_dir, cache_dir, task="pretrain", ssl_unit="segment"))
+        mitdb.build(make_cfg(data_dir, cache_dir, ssl_unit="segment"))

@@ -16,18 +16,20 @@ from torch.utils.data import DataLoader
 from data_provider import ucr_uea, tfc_data
 from data_provider.base import collate_batch
 from data_provider.ts_readers import TsFormatError, read_ts
+from data_provider.pretraining import pretraining_data
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_cfg(family, name, data_dir, cache_dir=None, task="classification", seed=0, **data):
+def make_cfg(family, name, data_dir, cache_dir=None, seed=0, **data):
     base = data_cfg(family)
-    cfg = OmegaConf.create({"data": base, "seed": seed, "task": {"name": task},
+    cfg = OmegaConf.create({"data": base, "seed": seed,
                             "paths": {"data_dir": str(data_dir),
                                       "cache_dir": str(cache_dir) if cache_dir else None}})
     cfg.data.name = name
     for k, v in data.items():
         cfg.data[k] = v
+    OmegaConf.set_struct(cfg, True)      # a family never reads a key it was not given (the task)
     return cfg
 
 
@@ -217,11 +219,13 @@ def test_ts2vec_scaling_follows_the_official_loaders(data_dir):
     np.testing.assert_allclose(obs.std(0), 1, atol=1e-4)
 
 
-def test_pretrain_aliases(data_dir):
-    b = build("ucr", "GunPoint", data_dir, task="pretrain")
+def test_pretraining_keeps_the_labelled_splits_for_the_protocol(data_dir):
+    family = build("ucr", "GunPoint", data_dir)
+    b = pretraining_data(family, ["train", "val"], None)
     for s in ("train", "val", "test"):
-        assert b.splits[f"downstream_{s}"] is b.splits[s]
-    assert "y" in b.splits["train"].arrays
+        assert b.splits[f"downstream_{s}"] is family.splits[s]
+    assert "y" in b.splits["downstream_train"].arrays and "y" not in b.splits["train"].arrays
+    assert len(b.splits["train"]) == len(family.splits["train"]) + len(family.splits["val"])
 
 
 def test_missing_dataset_error(tmp_path):
@@ -288,8 +292,8 @@ def test_tfc_epilepsy(data_dir):
     raw = torch.load(data_dir / "TFC" / "Epilepsy" / "val.pt", weights_only=True)
     np.testing.assert_allclose(arr(b.splits["val"], "x")[:, :, 0], raw["samples"][:, 0].numpy(),
                                rtol=1e-6)
-    p = build("tfc", "Epilepsy", data_dir, task="pretrain")
-    assert p.splits["downstream_val"] is p.splits["val"] and "downstream_test" not in p.splits
+    p = pretraining_data(b, ["train"], None)
+    assert p.splits["downstream_val"] is b.splits["val"] and "downstream_test" not in p.splits
 
 
 def test_tfc_missing_error(tmp_path):

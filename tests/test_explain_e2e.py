@@ -15,15 +15,6 @@ METHODS = ("cam", "gradcam", "guided_backprop", "guided_gradcam")
 RECORDS = ["data.ds1_records=[106,119]", "data.val_records=[119]", "data.ds2_records=[233]"]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions: on a busy 2-core machine thread hand-offs cost more than they save."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _common(data_dir, cache_dir):
     return [f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "trainer.device=cpu",
             "trainer.progress=false", "logger.log_hparams=false"]

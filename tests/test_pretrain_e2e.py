@@ -229,7 +229,7 @@ def test_ssl_model_pretrains_and_is_evaluated_on_mitdb(name, data_dir, cache_dir
 
 # ---------------------------------------------------------------------------- pretraining set
 def test_pretraining_set_keeps_ids_through_sections_and_adds_index():
-    from exp.exp_pretrain import pretraining_set
+    from data_provider.pretraining import pretraining_set
     x = np.arange(2 * 10, dtype=np.float32).reshape(2, 10, 1)
     x[1, 5:] = np.nan                              # series 1: its second section is empty
     ds = pretraining_set(x, {"patient_id": np.array([7, 9])}, max_len=4)
@@ -254,9 +254,9 @@ def test_auto_iterations_follow_each_official_count(data_dir, cache_dir, tmp_pat
     # official loader counts its appended time-stamp channel too (140,000) -> 600
     data = ["data=ucr", "data.name=ECG5000"]
     ts2vec = _exp(["model=ts2vec", *data], data_dir, cache_dir, tmp_path / "a")
-    assert ts2vec.meta["pretrain_values"] == 70_000 and ts2vec.cfg.trainer.max_steps == 200
+    assert ts2vec.meta["pretrain_values"] == 70_000 and ts2vec.budget.max_steps == 200
     timesurl = _exp(["model=timesurl", *data], data_dir, cache_dir, tmp_path / "b")
-    assert timesurl.cfg.trainer.max_steps == 600
+    assert timesurl.budget.max_steps == 600
 
 
 def test_run_long_schedules_get_the_resolved_budget_and_decay_groups(data_dir, cache_dir, tmp_path):

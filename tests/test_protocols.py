@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.ts2vec import TS2Vec
+from models.ssl.ts2vec import TS2Vec
 from utils.protocols import FEATURE_PROTOCOLS, get_protocol, stratified_subset
 from utils.protocols.ridge_forecast import evaluate_forecasting, forecast_samples
 from utils.protocols.svm import fit_svm

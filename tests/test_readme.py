@@ -1,7 +1,6 @@
 """The README stays true: its config reference matches conf/, and the test command it
 shows is the one CI runs."""
 import re
-import subprocess
 import sys
 
 from tests.helpers import REPO

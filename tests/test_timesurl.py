@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.timesurl import (TimesURL, frequency_mix, frequency_mix_official, segment_mask,
+from models.ssl.timesurl import (TimesURL, frequency_mix, frequency_mix_official, segment_mask,
                              time_segment_mask, time_split)
 from utils.losses.timesurl import TimesURLLoss, dual_instance_loss, dual_temporal_loss, instance_universum, masked_mse, temporal_universum
 from utils.losses.ts2vec import instance_contrastive_loss, temporal_contrastive_loss
@@ -183,7 +183,7 @@ def test_timesurl_loss_falls_on_ecg200(data_dir, cache_dir):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        model.on_train_step_end(step)
+        model.after_optimizer_step(step)
         losses.append(loss.item())
     assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])
     assert model.encode(x[:10]).shape == (10, 32)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from layers.dilated_conv import SamePadConv, TSEncoder
-from models.ts2vec import TS2Vec, random_overlapping_crops, split_long_series, take_per_row
+from data_provider.pretraining import split_long_series
+from models.ssl.ts2vec import TS2Vec, random_overlapping_crops, take_per_row
 from utils.losses.ts2vec import HierarchicalContrastiveLoss, hierarchical_contrastive_loss
 
 
@@ -151,7 +152,7 @@ def test_averaged_weights_are_the_running_mean_of_training_weights():
     w0 = model.encoder.input_fc.weight.detach().clone()
     with torch.no_grad():
         model.encoder.input_fc.weight.add_(1.0)
-    model.on_train_step_end(1)
+    model.after_optimizer_step(1)
     avg = model.averaged.module.input_fc.weight
     assert torch.allclose(avg, w0 + 0.5)
     assert not any(p.requires_grad for p in model.averaged.parameters())
@@ -186,6 +187,6 @@ def test_training_loss_falls_on_ecg200(data_dir, cache_dir):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        model.on_train_step_end(step)
+        model.after_optimizer_step(step)
         losses.append(loss.item())
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])

@@ -478,7 +478,7 @@ class FrequencyMix(Augmentation):
     """TimesURL's frequency mixing, real-valued variant: a random ``rate`` of the rFFT bins
     of each series (per channel) is replaced by the same bins of another series of the
     batch. (The official TimesURL code mixes the full complex FFT and returns the modulus
-    of the inverse FFT; model=timesurl does that, models.timesurl.frequency_mix_official.)"""
+    of the inverse FFT; model=timesurl does that, models.ssl.timesurl.frequency_mix_official.)"""
 
     name = "freq_mix"
 

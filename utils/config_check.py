@@ -30,7 +30,7 @@ def check_config(cfg: DictConfig) -> None:
     if t.max_epochs is None and t.max_steps is None:
         raise ValueError("trainer.max_epochs and trainer.max_steps are both null; set one of them")
     if str(t.max_steps) == "auto" and str(cfg.task.name) != "pretrain":
-        # TS2Vec's 200/600-iteration rule depends on the pretraining set (exp/exp_pretrain.py)
+        # TS2Vec's 200/600-iteration rule depends on the pretraining set (utils/budget.py)
         raise ValueError(f"trainer.max_steps=auto is only valid for task=pretrain (TS2Vec's rule), "
                          f"not task={cfg.task.name}; set trainer.max_steps=<N> or "
                          "trainer.max_steps=null with trainer.max_epochs=<N>")

@@ -9,8 +9,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 # Config keys that describe a component but are not constructor arguments.
-# (optimizer.weight_decay_1d is read by Exp_Basic._parameter_groups.)
-NON_ARGS = ("name", "interval", "pretrained", "weight_decay_1d")
+# (optimizer.weight_decay_1d is read by utils/optim.py's parameter groups.)
+NON_ARGS = ("name", "interval", "weight_decay_1d")
 
 
 def target_parameters(target) -> set[str] | None:

@@ -83,3 +83,9 @@ def unflatten_metrics(flat: dict[str, float]) -> dict:
             d = d.setdefault(part, {})
         d[leaf] = v
     return nested
+
+
+def summary_line(metrics: dict, limit: int = 6) -> str:
+    """The first ``limit`` numeric metrics as "name value" pairs, for the log."""
+    keys = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return " ".join(f"{k} {metrics[k]:.4f}" for k in keys[:limit])

@@ -28,6 +28,13 @@ class TensorBoardLogger:
         for tag, v in values.items():
             self.writer.add_scalar(tag, v, step)
 
+    def train_step(self, step: int, loss, lr: float, parts: dict) -> None:
+        """train/loss, train/lr and each loss part (train/loss/<part>) at ``step``."""
+        self.scalar("train/loss", float(loss), step)
+        self.scalar("train/lr", lr, step)
+        for k, v in parts.items():
+            self.scalar(f"train/loss/{k}", float(v), step)
+
     def figure(self, tag: str, fig, step: int = 0) -> None:
         self.writer.add_figure(tag, fig, step, close=True)
 

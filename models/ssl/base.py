@@ -1,27 +1,107 @@
-"""What every siamese / contrastive method shares (a method subclass adds its heads and
-what ``forward`` returns for its loss, solo-learn style):
+"""The one base class of the representation methods (models/ssl/), and what the siamese
+methods share on top of it.
 
-- the backbone from ``layers.encoders.build_encoder`` (ts2vec | resnet1d | transformer),
-- one augmentation pipeline per view from config (utils/augmentations.py), drawn from
-  torch's RNG so ``seed=`` reproduces a run,
-- instance vectors by pooling the per-time representations (``pooling``, TS2Vec's max by
-  default),
-- the representation contract of exp/exp_pretrain.py: ``encode`` (no grad, eval mode, in
-  batches, CPU output), ``embed`` (differentiable, for fine-tuning) and ``repr_dim``,
-- momentum (EMA) helpers and the training length the EMA schedules need.
+``RepresentationModel`` is the contract every method fulfils, so task=pretrain trains it in
+the shared loop and every downstream protocol (utils/protocols) evaluates it:
+
+    forward(batch) -> outputs        training step's outputs for the method's loss
+                                     (augmentations drawn from torch's RNG: ``seed=`` reproduces)
+    embed(x, pooling, mask=None)     differentiable representations of x [B, T, C] without
+                                     augmentation: [B, D], or [B, T', D] with pooling=None
+    encode(x, mask=None, pooling=..., batch_size=None)
+                                     the same without gradients, in eval mode, in batches, on
+                                     the model's device; a CPU tensor (NaN in x = unobserved)
+    repr_dim                         D
+    sliding_encode                   True when ``encode`` also takes ``causal=``,
+                                     ``sliding_length=`` and ``sliding_padding=`` (TS2Vec's
+                                     forecasting protocol)
+    uses_labels                      True when the pretraining batches must carry "y" (-1 =
+                                     unlabelled; the semi-supervised hybrid)
+    batch_groups(arrays)             a group id per pretraining sample when training batches
+                                     must hold whole groups (COMET's trials), else None
+    budget_values(values, channels)  the number of values TS2Vec's 200/600-iteration rule
+                                     counts for a pretraining set of ``values`` values
+
+plus the training hooks of every model (models/base.py): ``after_optimizer_step`` (EMA
+teachers, weight averaging, queues), ``fixed_lr_parameters``, ``on_train_epoch_start``.
+
+``SSLMethod`` adds what the siamese / contrastive methods share (a method subclass adds its
+heads and what ``forward`` returns for its loss, solo-learn style): the backbone from
+``layers.encoders.build_encoder`` (ts2vec | resnet1d | transformer), one augmentation
+pipeline per view from config (utils/augmentations.py), instance vectors by pooling the
+per-time representations (``pooling``, TS2Vec's max by default), and momentum (EMA) helpers.
 """
 from __future__ import annotations
 
 import copy
-import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from layers.encoders import build_encoder, pool
-from models.ssl.repr_b import encode_in_batches
+from layers.encoders import POOLINGS, build_encoder, pool
+from models.base import BaseModel
 from utils.augmentations import build_views
 from utils.schedulers import cosine_anneal
+
+
+def encode_in_batches(net: nn.Module, x, batch_size: int, encode_batch) -> torch.Tensor:
+    """Run ``encode_batch(rows, x_batch)`` over x [N, T, C] (array or tensor) in batches, with
+    ``net`` in eval mode and no gradients, on ``net``'s device; return one CPU tensor."""
+    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)
+    if x.dim() != 3:
+        raise ValueError(f"encode expects x [samples, time, channels], got {tuple(x.shape)}")
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            outs = [encode_batch(slice(i, i + batch_size), x[i:i + batch_size].to(device)).float().cpu()
+                    for i in range(0, len(x), batch_size)]
+        return torch.cat(outs, dim=0)
+    finally:
+        net.train(was_training)
+
+
+class RepresentationModel(BaseModel):
+    """Base of every representation method (contract in the module docstring)."""
+
+    repr_dim: int
+    encode_batch_size = 256
+    sliding_encode = False
+    uses_labels = False
+
+    def forward(self, batch: dict) -> dict:
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor, pooling: str | None = "max", mask=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, x, mask=None, pooling: str | None = "max", batch_size: int | None = None,
+               causal: bool = False, sliding_length: int | None = None,
+               sliding_padding: int = 0) -> torch.Tensor:
+        """x [N, T, C] (tensor or array, NaN = unobserved) -> [N, D] (or [N, T', D] with
+        pooling=None) on the CPU; ``mask`` optional bool [N, T] (True = keep)."""
+        if causal or sliding_length is not None:
+            raise ValueError(f"{type(self).__name__}.encode has no causal/sliding mode (TS2Vec's "
+                             "forecasting protocol); use model=ts2vec or timesurl for it")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling '{pooling}'; use one of {list(POOLINGS)}")
+
+        def batch(rows, xb):
+            m = mask[rows].to(xb.device) if torch.is_tensor(mask) else mask
+            return self.embed(xb, pooling, mask=m)
+
+        return encode_in_batches(self, x, int(batch_size or self.encode_batch_size), batch)
+
+    def batch_groups(self, arrays: dict):
+        """Group id per pretraining sample when batches must hold whole groups, else None."""
+        return None
+
+    @classmethod
+    def budget_values(cls, values: int, in_channels: int) -> int:
+        """The values TS2Vec's 200/600-iteration rule (trainer.max_steps=auto) counts."""
+        return values
 
 
 @torch.no_grad()
@@ -39,25 +119,6 @@ def cosine_momentum(base: float, step: int, total: int | None) -> float:
     return cosine_anneal(base, 1.0, min(max(step, 0), total) / total)
 
 
-def total_steps(max_steps=None, max_epochs=None, n_pretrain=None, batch_size=None,
-                drop_last: bool = False, pretrain_values: int | None = None) -> int | None:
-    """Optimizer steps of the run from the trainer settings; None when unknown.
-    max_steps=auto is exp/exp_pretrain.py's rule (200 iterations for <= 100,000 values of
-    pretraining data, else 600), which the experiment resolves only after building the model."""
-    try:
-        if str(max_steps) == "auto":
-            return None if not pretrain_values else (200 if int(pretrain_values) <= 100_000 else 600)
-        if max_steps is not None:
-            return int(max_steps)
-        if max_epochs is not None and n_pretrain and batch_size:
-            bs = min(int(batch_size), int(n_pretrain))
-            per_epoch = int(n_pretrain) // bs if drop_last else math.ceil(int(n_pretrain) / bs)
-            return int(max_epochs) * max(per_epoch, 1)
-    except (TypeError, ValueError):
-        pass
-    return None
-
-
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A copy for a momentum / target network: same weights, no gradients."""
     twin = copy.deepcopy(module)
@@ -65,7 +126,7 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     return twin
 
 
-class SSLMethod(nn.Module):
+class SSLMethod(RepresentationModel):
     """Base of the siamese methods. Subclasses set ``n_views`` and implement ``forward``."""
 
     n_views = 2
@@ -117,33 +178,18 @@ class SSLMethod(nn.Module):
         return out
 
     # ---- training hooks -------------------------------------------------------------
-    def on_train_step_end(self, step: int | None = None) -> None:
-        self.step.fill_(int(step) if step is not None else int(self.step) + 1)
+    def after_optimizer_step(self, step: int) -> None:
+        self.step.fill_(int(step))
 
-    # ---- representation contract (exp/exp_pretrain.py) --------------------------------
+    # ---- representation contract ------------------------------------------------------
     def eval_network(self) -> nn.Module:
         """The network whose representations are evaluated (the paper's choice)."""
         return self.backbone
 
-    def embed(self, x: torch.Tensor, pooling: str | None = "max") -> torch.Tensor:
-        """Differentiable representations without augmentation (fine-tuning)."""
-        x, mask = self.observed(x)
-        return pool(self.eval_network()(x, mask), pooling, mask)
-
-    def encode(self, x, mask=None, pooling: str | None = "max", batch_size: int | None = None,
-               causal: bool = False, sliding_length: int | None = None, **_) -> torch.Tensor:
-        """x [N, T, C] (tensor or array, NaN = unobserved) -> [N, D] (or [N, T, D] with
-        pooling=None) on the CPU; ``mask`` optional bool [N, T] (True = keep)."""
-        if causal or sliding_length is not None:
-            raise ValueError(f"{type(self).__name__}.encode has no causal/sliding mode (TS2Vec's "
-                             "forecasting protocol); use model=ts2vec or timesurl for it")
-        net = self.eval_network()
-
-        def batch(rows, xb):
-            xb, keep = self.observed(xb)
-            if torch.is_tensor(mask):
-                keep = keep & mask[rows].to(xb.device).to(torch.bool)
-            return pool(net(xb, keep), pooling, keep)
-
-        return encode_in_batches(net, x, int(batch_size or self.encode_batch_size), batch)
-
+    def embed(self, x: torch.Tensor, pooling: str | None = "max", mask=None) -> torch.Tensor:
+        """Differentiable representations without augmentation; ``mask`` (bool [B, T], True =
+        keep) drops steps besides the unobserved (NaN) ones."""
+        x, keep = self.observed(x)
+        if torch.is_tensor(mask):
+            keep = keep & mask.to(x.device).to(torch.bool)
+        return pool(self.eval_network()(x, keep), pooling, keep)

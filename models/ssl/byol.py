@@ -1,15 +1,14 @@
 """BYOL (Grill et al., NeurIPS 2020): an online network (encoder, projector 4096 -> 256,
 predictor 4096 -> 256) predicts the target network's projection of the other view; loss
 2 - 2 cos, symmetrised. The target is the EMA of the online network with tau rising from
-tau_base = 0.996 to 1 on a cosine schedule over the run (``total_steps``, from the trainer
-settings when not given). Representations are the online encoder's, as the paper keeps."""
+tau_base = 0.996 to 1 on a cosine schedule over the run (``total_steps``: the run's optimizer
+steps, which task=pretrain passes in). Representations are the online encoder's, as the paper keeps."""
 from __future__ import annotations
 
 import torch
 
 from layers.heads import byol_mlp
 from models.ssl.base import SSLMethod, cosine_momentum, ema_update, frozen_copy
-from models.ssl.base import total_steps as count_steps
 
 
 class BYOL(SSLMethod):
@@ -17,9 +16,7 @@ class BYOL(SSLMethod):
                  encoder_kwargs: dict | None = None, augment=None, pooling: str = "max",
                  encode_batch_size: int = 256, proj_hidden_dim: int = 4096, proj_dim: int = 256,
                  pred_hidden_dim: int = 4096, base_momentum: float = 0.996,
-                 total_steps: int | None = None, max_steps=None, max_epochs=None,
-                 batch_size=None, n_pretrain: int | None = None,
-                 pretrain_values: int | None = None):
+                 total_steps: int | None = None):
         super().__init__(in_channels, encoder, repr_dim, encoder_kwargs, augment, pooling,
                          encode_batch_size)
         self.projector = byol_mlp(self.repr_dim, proj_hidden_dim, proj_dim)
@@ -27,8 +24,7 @@ class BYOL(SSLMethod):
         self.target_backbone = frozen_copy(self.backbone)
         self.target_projector = frozen_copy(self.projector)
         self.base_momentum = base_momentum
-        self.total_steps = total_steps or count_steps(max_steps, max_epochs, n_pretrain, batch_size,
-                                                      pretrain_values=pretrain_values)
+        self.total_steps = total_steps
 
     def forward(self, batch: dict) -> dict:
         views = self.make_views(batch["x"])
@@ -42,8 +38,8 @@ class BYOL(SSLMethod):
     def momentum_at(self, step: int) -> float:
         return cosine_momentum(self.base_momentum, step, self.total_steps)
 
-    def on_train_step_end(self, step: int | None = None) -> None:
-        super().on_train_step_end(step)
+    def after_optimizer_step(self, step: int) -> None:
+        super().after_optimizer_step(step)
         tau = self.momentum_at(int(self.step))
         ema_update(self.target_backbone, self.backbone, tau)
         ema_update(self.target_projector, self.projector, tau)

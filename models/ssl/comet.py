@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from layers.dilated_conv import TSEncoder
-from models.ssl.repr_b import BatchedEncodeMixin, pool_time
+from layers.encoders import pool
+from models.ssl.base import RepresentationModel
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ MISSING_HOW = {
 }
 
 
-class COMET(BatchedEncodeMixin, nn.Module):
+class COMET(RepresentationModel):
     def __init__(self, in_channels: int, output_dims: int = 320, hidden_dims: int = 64,
                  depth: int = 10, levels=("patient", "trial", "sample", "observation"),
                  trial_windows: int = 10, group_trials: bool = True):
@@ -72,7 +73,7 @@ class COMET(BatchedEncodeMixin, nn.Module):
         self.repr_dim = output_dims
 
     @torch.no_grad()
-    def on_train_step_end(self, step: int) -> None:
+    def after_optimizer_step(self, step: int) -> None:
         n = int(self.n_averaged)
         for avg, cur in zip(self.avg_encoder.parameters(), self.encoder.parameters()):
             avg.copy_(cur if n == 0 else avg + (cur - avg) / (n + 1))
@@ -132,4 +133,4 @@ class COMET(BatchedEncodeMixin, nn.Module):
         """Representations without augmentation, from the averaged weights once training
         has started (dropout follows the module's train/eval mode)."""
         net = self.avg_encoder if int(self.n_averaged) > 0 else self.encoder
-        return pool_time(net(x, mask=mask if mask is not None else "all_true"), pooling)
+        return pool(net(x, mask=mask if mask is not None else "all_true"), pooling)

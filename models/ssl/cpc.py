@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.ssl.repr_b import BatchedEncodeMixin, pool_time
+from layers.encoders import pool
+from models.ssl.base import RepresentationModel
 
 
 class CPCEncoder(nn.Module):
@@ -44,7 +45,7 @@ class CPCEncoder(nn.Module):
         return self.net(x.transpose(1, 2)).transpose(1, 2)
 
 
-class CPC(BatchedEncodeMixin, nn.Module):
+class CPC(RepresentationModel):
     def __init__(self, in_channels: int, enc_dim: int = 512, context_dim: int = 256,
                  strides=(4, 2, 2), kernel_sizes=(8, 4, 4), pred_steps: int = 12):
         super().__init__()
@@ -70,4 +71,4 @@ class CPC(BatchedEncodeMixin, nn.Module):
 
     def embed(self, x: torch.Tensor, pooling: str | None = "max", mask=None) -> torch.Tensor:
         _, c = self._context(x)
-        return pool_time(c, pooling)
+        return pool(c, pooling)

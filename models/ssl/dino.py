@@ -19,7 +19,6 @@ import torch
 
 from layers.heads import DINOHead
 from models.ssl.base import SSLMethod, cosine_momentum, ema_update, frozen_copy
-from models.ssl.base import total_steps as count_steps
 from utils.augmentations import build_views
 from utils.losses.dino import updated_center
 
@@ -34,9 +33,7 @@ class DINO(SSLMethod):
                  bottleneck_dim: int = 256, norm_last_layer: bool = True,
                  n_local_crops: int = 8, local_augment=None,
                  base_momentum: float = 0.996, center_momentum: float = 0.9,
-                 freeze_last_layer: float = 0.01, total_steps: int | None = None,
-                 max_steps=None, max_epochs=None, batch_size=None, n_pretrain: int | None = None,
-                 pretrain_values: int | None = None):
+                 freeze_last_layer: float = 0.01, total_steps: int | None = None):
         super().__init__(in_channels, encoder, repr_dim, encoder_kwargs,
                          augment if augment is not None else DEFAULT_GLOBAL, pooling, encode_batch_size)
         self.local_views = build_views(local_augment if local_augment is not None else DEFAULT_LOCAL,
@@ -46,8 +43,7 @@ class DINO(SSLMethod):
         self.teacher_backbone = frozen_copy(self.backbone)
         self.teacher_head = frozen_copy(self.head)
         self.base_momentum, self.center_momentum = base_momentum, center_momentum
-        self.total_steps = total_steps or count_steps(max_steps, max_epochs, n_pretrain, batch_size,
-                                                      pretrain_values=pretrain_values)
+        self.total_steps = total_steps
         if not 0.0 <= float(freeze_last_layer) < 1.0:
             raise ValueError(f"model.freeze_last_layer={freeze_last_layer} is a fraction of the "
                              "run's steps: use [0, 1) (the paper's 0.01 = 1 of 100 epochs)")
@@ -75,8 +71,8 @@ class DINO(SSLMethod):
     def momentum_at(self, step: int) -> float:
         return cosine_momentum(self.base_momentum, step, self.total_steps)
 
-    def on_train_step_end(self, step: int | None = None) -> None:
-        super().on_train_step_end(step)
+    def after_optimizer_step(self, step: int) -> None:
+        super().after_optimizer_step(step)
         tau = self.momentum_at(int(self.step))
         ema_update(self.teacher_backbone, self.backbone, tau)
         ema_update(self.teacher_head, self.head, tau)

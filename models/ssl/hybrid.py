@@ -4,26 +4,15 @@ One encoder is trained on every series with the unsupervised contrastive loss (N
 two augmented views) and, on the labelled share, with the supervised contrastive loss over
 the same projections and the cross-entropy of a linear classifier on the representations of
 both views (utils/losses/hybrid.HybridLoss). Training batches carry "y" with -1 for
-unlabelled series; ``semi_supervised_labels`` hides all but a stratified, seeded
-``task.label_fraction`` of the labels.
+unlabelled series: task=pretrain hides all but a stratified, seeded ``task.label_fraction``
+of the labels (data_provider/pretraining.py).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from layers.heads import LinearClassifier, simclr_projector
 from models.ssl.base import SSLMethod
-from utils.protocols.label_fraction import stratified_subset
-
-
-def semi_supervised_labels(y, fraction: float, seed: int = 0) -> np.ndarray:
-    """Labels with all but a stratified ``fraction`` (per class, seeded) replaced by -1."""
-    y = np.asarray(y).astype(np.int64)
-    out = np.full_like(y, -1)
-    keep = stratified_subset(y, fraction, seed)
-    out[keep] = y[keep]
-    return out
 
 
 class Hybrid(SSLMethod):

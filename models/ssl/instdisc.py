@@ -89,8 +89,8 @@ class InstDisc(SSLMethod):
         v = self.bank[index] * self.bank_momentum + features * (1 - self.bank_momentum)
         self.bank[index] = F.normalize(v, dim=1)
 
-    def on_train_step_end(self, step: int | None = None) -> None:
-        super().on_train_step_end(step)
+    def after_optimizer_step(self, step: int) -> None:
+        super().after_optimizer_step(step)
         if self._pending is not None:
             self.update_bank(*self._pending)
             self._pending = None

@@ -17,17 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.ssl.repr_b import BatchedEncodeMixin, pool_time
-
-
-def sincos_positions(n: int, dim: int) -> torch.Tensor:
-    """[n, dim] fixed sine-cosine embedding of positions 0..n-1 (Vaswani et al.)."""
-    pos = torch.arange(n, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(n, dim)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
-    return pe
+from layers.embed import sinusoid_table
+from layers.encoders import pool
+from models.ssl.base import RepresentationModel
 
 
 def transformer(dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float = 0.0) -> nn.Module:
@@ -49,7 +41,7 @@ def random_masking(batch: int, n: int, keep: int, device) -> tuple[torch.Tensor,
     return ids_shuffle[:, :keep], ids_restore, mask
 
 
-class MAE(BatchedEncodeMixin, nn.Module):
+class MAE(RepresentationModel):
     def __init__(self, in_channels: int, seq_len: int | None = None, patch_len: int = 16,
                  mask_ratio: float = 0.75, embed_dim: int = 128, depth: int = 4, num_heads: int = 4,
                  decoder_dim: int = 64, decoder_depth: int = 2, decoder_heads: int = 4,
@@ -62,13 +54,13 @@ class MAE(BatchedEncodeMixin, nn.Module):
         if seq_len is not None:
             max_patches = max(max_patches, math.ceil(seq_len / patch_len))
         self.patch_embed = nn.Linear(patch_dim, embed_dim)
-        self.register_buffer("pos", sincos_positions(max_patches, embed_dim), persistent=False)
+        self.register_buffer("pos", sinusoid_table(max_patches, embed_dim), persistent=False)
         self.encoder = transformer(embed_dim, depth, num_heads, mlp_ratio)
         self.norm = nn.LayerNorm(embed_dim)
         self.decoder_embed = nn.Linear(embed_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         nn.init.normal_(self.mask_token, std=0.02)
-        self.register_buffer("dec_pos", sincos_positions(max_patches, decoder_dim), persistent=False)
+        self.register_buffer("dec_pos", sinusoid_table(max_patches, decoder_dim), persistent=False)
         self.decoder = transformer(decoder_dim, decoder_depth, decoder_heads, mlp_ratio)
         self.decoder_norm = nn.LayerNorm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, patch_dim)
@@ -106,4 +98,4 @@ class MAE(BatchedEncodeMixin, nn.Module):
     def embed(self, x: torch.Tensor, pooling: str | None = "max", mask=None) -> torch.Tensor:
         """All patches, no masking: [B, D] pooled over patches, or [B, N, D] per patch."""
         h = self.norm(self.encoder(self._embed(self.patchify(x))))
-        return pool_time(h, pooling)
+        return pool(h, pooling)

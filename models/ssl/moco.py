@@ -2,7 +2,7 @@
 against the key of the other view (momentum key encoder, m = 0.999) and a queue of K keys
 of earlier batches (negatives); 2-layer MLP head (v2), temperature 0.2.
 
-After every optimizer step (``on_train_step_end``) the key encoder moves towards the query
+After every optimizer step (``after_optimizer_step``) the key encoder moves towards the query
 encoder and the batch's keys replace the oldest ones in the queue. The queue is capped at
 the number of pretraining series (``n_pretrain``) so it never holds a series twice over
 (the paper's 65,536 assumes ImageNet). Representations are the query encoder's, as the
@@ -53,8 +53,8 @@ class MoCo(SSLMethod):
         self.queue[idx] = keys.to(self.queue.dtype)
         self.queue_ptr.fill_(int((self.queue_ptr + len(keys)) % size))
 
-    def on_train_step_end(self, step: int | None = None) -> None:
-        super().on_train_step_end(step)
+    def after_optimizer_step(self, step: int) -> None:
+        super().after_optimizer_step(step)
         ema_update(self.key_backbone, self.backbone, self.momentum)
         ema_update(self.key_projector, self.projector, self.momentum)
         if self._pending_keys is not None:

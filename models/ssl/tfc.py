@@ -11,21 +11,19 @@ augmented views' embeddings, by a margin delta.
 
 Series are aligned to ``seq_len`` steps (cut, or zero-padded), as the official code's
 TSlength_aligned. Representation (``encode``/``embed``): [z^T, z^F] (256-d), what the
-paper's classifier reads. Fine-tuning as in the paper: ``make_head`` (Linear 256->64,
-sigmoid, Linear 64->classes) trained with cross-entropy plus the pretext loss on the same
-batch (``finetune_loss``); ``fit_tfc_finetune`` runs it with the paper's optimiser.
+paper's classifier reads. Fine-tuning as in the paper (task.protocol=tfc_finetune,
+utils/protocols/tfc_finetune.py): ``make_head`` (Linear 256->64, sigmoid, Linear
+64->classes) trained with cross-entropy plus the pretext loss on the same batch
+(``finetune_loss``).
 """
 from __future__ import annotations
 
-import copy
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from layers.tfc_layers import frequency_bank, magnitude_spectrum, make_encoder, time_bank
-from models.ssl.repr_b import BatchedEncodeMixin
+from models.ssl.base import RepresentationModel
 
 
 def align_length(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -53,7 +51,7 @@ class TFCHead(nn.Module):
         return self.out(torch.sigmoid(self.fc(z)))
 
 
-class TFC(BatchedEncodeMixin, nn.Module):
+class TFC(RepresentationModel):
     def __init__(self, in_channels: int, seq_len: int, encoder: str = "transformer",
                  nhead: int = 2, num_layers: int = 2, cnn_channels=(32, 64, 128),
                  kernel_size: int = 8, dropout: float = 0.35, proj_hidden: int = 256,
@@ -109,74 +107,3 @@ class TFC(BatchedEncodeMixin, nn.Module):
         loss = criterion(out, None)
         loss = loss["loss"] if isinstance(loss, dict) else loss
         return loss, torch.cat([out["z_t"], out["z_f"]], dim=-1)
-
-
-class TFCClassifier:
-    scores_are_probs = True
-
-    def __init__(self, model: TFC, head: nn.Module, device, batch_size: int = 256):
-        self.model, self.head, self.device, self.batch_size = model, head, device, batch_size
-
-    @torch.no_grad()
-    def _logits(self, x) -> torch.Tensor:
-        self.model.eval()
-        self.head.eval()
-        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)
-        return torch.cat([self.head(self.model.embed(x[i:i + self.batch_size].to(self.device))).cpu()
-                          for i in range(0, len(x), self.batch_size)])
-
-    def scores(self, x) -> np.ndarray:
-        return torch.softmax(self._logits(x), dim=-1).numpy()
-
-    def predict(self, x) -> np.ndarray:
-        return self._logits(x).argmax(-1).numpy()
-
-
-def fit_tfc_finetune(model: TFC, x, y, num_classes: int | None = None, val_x=None, val_y=None,
-                     seed: int = 0, epochs: int = 40, lr: float = 3e-4, betas=(0.9, 0.99),
-                     weight_decay: float = 3e-4, batch_size: int = 60, lam: float = 0.2,
-                     delta: float = 1.0, temperature: float = 0.2, hinge: bool = True,
-                     device=None, **_) -> TFCClassifier:
-    """TF-C fine-tuning (official trainer): a copy of the pretrained model and the paper's
-    head trained together on CE(head([z^T, z^F]), y) + lam (L_T + L_F) + (1 - lam) L_C with
-    Adam(lr 3e-4, betas 0.9/0.99, weight decay 3e-4). With a validation split the epoch with
-    the best validation accuracy is kept; without one, the last epoch."""
-    from utils.losses.tfc import TFCLoss
-
-    y = torch.as_tensor(np.asarray(y), dtype=torch.long)
-    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)
-    k = int(num_classes or int(y.max()) + 1)
-    device = device or next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    net = copy.deepcopy(model).to(device)
-    net.requires_grad_(True)
-    torch.manual_seed(seed)
-    head = net.make_head(k).to(device)
-    pretext = TFCLoss(temperature, lam, delta, hinge)
-    params = list(net.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
-    clf = TFCClassifier(net, head, device)
-    best, best_state = -1.0, None
-    for _ in range(epochs):
-        net.train()
-        head.train()
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            if len(idx) < 2:     # NT-Xent and BatchNorm need two samples
-                continue
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            loss_pre, z = net.finetune_loss(xb, pretext)
-            loss = F.cross_entropy(head(z), yb) + loss_pre
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if val_x is not None and len(val_x) > 0:
-            acc = float((clf.predict(val_x) == np.asarray(val_y)).mean())
-            if acc > best:
-                best = acc
-                best_state = (copy.deepcopy(net.state_dict()), copy.deepcopy(head.state_dict()))
-    if best_state is not None:
-        net.load_state_dict(best_state[0])
-        head.load_state_dict(best_state[1])
-    return clf

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from layers.quantizer import GumbelVectorQuantizer
-from models.ssl.repr_b import BatchedEncodeMixin, pool_time
+from layers.encoders import pool
+from models.ssl.base import RepresentationModel
 
 
 class FeatureEncoder(nn.Module):
@@ -93,7 +94,7 @@ def span_mask(batch: int, length: int, mask_prob: float, span: int, min_spans: i
     return mask
 
 
-class Wav2Vec2(BatchedEncodeMixin, nn.Module):
+class Wav2Vec2(RepresentationModel):
     def __init__(self, in_channels: int, conv_layers=((128, 10, 2), (128, 3, 2), (128, 3, 2)),
                  d_model: int = 128, depth: int = 4, num_heads: int = 4, ffn_dim: int = 512,
                  dropout: float = 0.1, final_dim: int = 64, num_groups: int = 2,
@@ -119,7 +120,7 @@ class Wav2Vec2(BatchedEncodeMixin, nn.Module):
         self.final_proj = nn.Linear(d_model, final_dim)
         self.repr_dim = d_model
 
-    def on_train_step_end(self, step: int) -> None:
+    def after_optimizer_step(self, step: int) -> None:
         self.quantizer.set_step(step)
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,4 +151,4 @@ class Wav2Vec2(BatchedEncodeMixin, nn.Module):
         """Context representations of the unmasked input (before final_proj):
         [B, D] pooled over encoded steps, or [B, T', D]."""
         h = self.post_extract_proj(self._features(x)[0])
-        return pool_time(self._context(h), pooling)
+        return pool(self._context(h), pooling)

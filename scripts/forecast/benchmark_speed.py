@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -107,7 +108,7 @@ def measure(name: str, overrides: list[str], n_batches: int, warmup: int):
     seed_everything(int(cfg.seed))
     with tempfile.TemporaryDirectory() as run_dir:
         exp = get_exp_class("forecast")(cfg, run_dir)
-        bs = int(cfg.trainer.batch_size)
+        bs = exp.budget.batch_size
         per_epoch = -(-len(exp.data.splits["train"]) // bs)
         n = per_epoch if n_batches <= 0 else min(n_batches, per_epoch)
         dev = exp.device
@@ -116,7 +117,7 @@ def measure(name: str, overrides: list[str], n_batches: int, warmup: int):
 
         def framework(steps):
             exp.state["step"] = 0
-            cfg.trainer.max_steps = steps
+            exp.budget = replace(exp.budget, max_steps=steps)
             exp._train_epoch(0)
 
         rows = {}

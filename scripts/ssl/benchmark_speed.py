@@ -23,6 +23,7 @@ import copy
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -52,7 +53,7 @@ def bare_train(model, loss_fn, x, batch_size, iters, device):
     """The textbook loop: random batches of one device tensor, forward, loss, step."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
-    for _ in range(iters):
+    for step in range(1, iters + 1):
         idx = torch.randint(0, len(x), (batch_size,), device=device)
         batch = {"x": x[idx]}
         out = loss_fn(model(batch), batch)
@@ -60,7 +61,7 @@ def bare_train(model, loss_fn, x, batch_size, iters, device):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        model.on_train_step_end()
+        model.after_optimizer_step(step)
 
 
 @torch.no_grad()
@@ -77,14 +78,15 @@ def bench(name: str, args) -> dict:
             if name == "mitdb" and args.ecg_records else []), args.overrides, tmp, args.iters)
         device = exp.device
         x = exp.data.splits["train"].arrays["x"].to(device)
-        bs, ebs = int(exp.cfg.trainer.batch_size), int(exp.cfg.trainer.eval_batch_size)
+        bs, ebs = exp.budget.batch_size, int(exp.cfg.trainer.eval_batch_size)
         bare_model = copy.deepcopy(exp.model)
         # warm-up both paths (allocator, kernels)
         bare_train(copy.deepcopy(exp.model), exp.criterion, x, bs, args.warmup, device)
 
-        exp.cfg.trainer.max_steps = args.warmup          # one-time costs (TensorBoard, files)
+        exp.budget = replace(exp.budget, max_steps=args.warmup)   # one-time costs (TensorBoard, files)
         exp.train()
-        exp.cfg.trainer.max_steps = args.warmup + args.iters
+        exp.budget = replace(exp.budget, max_steps=args.warmup + args.iters)
+        exp.cfg.trainer.resume = True                    # continue from the warm-up's last.pt
         sync(device)
         t0 = time.perf_counter()
         exp.train()

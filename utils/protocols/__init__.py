@@ -22,6 +22,17 @@ PROTOCOLS = {**FEATURE_PROTOCOLS, "finetune": fit_finetune, "tfc_finetune": fit_
 MODEL_NEEDS = {"finetune": ("embed", "repr_dim"), "tfc_finetune": ("finetune_loss", "make_head")}
 
 
+def check_model_supports(protocols, model, model_name: str) -> None:
+    """Refuse, before any training, a protocol whose model attributes (``MODEL_NEEDS``) the
+    model lacks."""
+    for protocol in protocols:
+        lacking = [a for a in MODEL_NEEDS.get(protocol, ()) if not hasattr(model, a)]
+        if lacking:
+            raise TypeError(f"protocol {protocol} (task.protocol / task.evaluations) needs "
+                            f"model.{', model.'.join(lacking)}, which model={model_name} "
+                            "does not have; choose another protocol")
+
+
 def get_protocol(name: str):
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol '{name}' (task.protocol); known: "
@@ -29,4 +40,5 @@ def get_protocol(name: str):
     return PROTOCOLS[name]
 
 
-__all__ = ["FEATURE_PROTOCOLS", "MODEL_NEEDS", "PROTOCOLS", "get_protocol", "stratified_subset"]
+__all__ = ["FEATURE_PROTOCOLS", "MODEL_NEEDS", "PROTOCOLS", "check_model_supports", "get_protocol",
+           "stratified_subset"]

@@ -63,19 +63,23 @@ def subsample_rows(y, n: int, seed: int = 0) -> np.ndarray:
 
 def train_keep_best(module, optimizer, x, y, forward, *, epochs: int, batch_size: int,
                     generator, predict_val=None, val_y=None, patience: int | None = None,
-                    min_epochs: int = 0, device=None):
-    """Mini-batch cross-entropy training of ``module`` (``forward(xb)`` -> logits). With
-    ``predict_val`` (-> predicted labels of the validation split), the weights of the epoch
-    with the best validation accuracy are kept, stopping after ``patience`` epochs without
-    improvement, but not before ``min_epochs``. Shared by the linear probe and fine-tuning."""
+                    min_epochs: int = 0, device=None, loss_fn=None, min_batch: int = 1):
+    """Mini-batch training of ``module``: cross-entropy of ``forward(xb)`` (logits), or
+    ``loss_fn(xb, yb)`` when given (e.g. TF-C's cross-entropy + pretext loss); batches
+    smaller than ``min_batch`` are skipped. With ``predict_val`` (-> predicted labels of the
+    validation split), the weights of the epoch with the best validation accuracy are kept,
+    stopping after ``patience`` epochs without improvement, but not before ``min_epochs``.
+    The one protocol trainer: the linear probe and both fine-tuning protocols use it."""
     best, best_state, stale = -1.0, None, 0
     for epoch in range(epochs):
         module.train()
         order = torch.randperm(len(x), generator=generator)
         for i in range(0, len(x), batch_size):
             idx = order[i:i + batch_size]
+            if len(idx) < min_batch:
+                continue
             xb, yb = (x[idx], y[idx]) if device is None else (x[idx].to(device), y[idx].to(device))
-            loss = F.cross_entropy(forward(xb), yb)
+            loss = F.cross_entropy(forward(xb), yb) if loss_fn is None else loss_fn(xb, yb)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -22,7 +22,7 @@ class FineTuned(nn.Module):
         super().__init__()
         if not hasattr(backbone, "embed") or not hasattr(backbone, "repr_dim"):
             raise TypeError(f"{type(backbone).__name__} has no embed(x, pooling)/repr_dim; "
-                            "the finetune protocol needs them (see exp/exp_pretrain.py)")
+                            "the finetune protocol needs them (see models/ssl/base.py)")
         self.backbone, self.pooling = backbone, pooling
         self.head = nn.Linear(backbone.repr_dim, num_classes)
 

@@ -1,16 +1,15 @@
 """SimCLR, MoCo, BYOL, SimSiam, DINO, instance discrimination and the hybrid: state updates
-(EMA, queue, centre, memory bank), stop-gradients, the shared encoders, the representation
-contract, and a few pretraining steps on real ECG (UCR ECG200) where the loss falls."""
+(EMA, queue, centre, memory bank), stop-gradients, the representation contract, and a few
+pretraining steps on real ECG (UCR ECG200) where the loss falls."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from layers.encoders import build_encoder, pool
+from data_provider.pretraining import semi_supervised_labels
 from models.ssl import BYOL, DINO, Hybrid, InstDisc, MoCo, SimCLR, SimSiam
-from models.ssl.base import cosine_momentum, total_steps
-from models.ssl.hybrid import semi_supervised_labels
+from models.ssl.base import cosine_momentum
 from utils.losses.byol import BYOLLoss
 from utils.losses.dino import DINOLoss
 from utils.losses.hybrid import HybridLoss
@@ -37,7 +36,7 @@ def step(model, loss_fn, batch, opt, k, part: str = "loss"):
     opt.zero_grad()
     parts["loss"].backward()
     opt.step()
-    model.on_train_step_end(k)
+    model.after_optimizer_step(k)
     return float(parts[part].detach())
 
 
@@ -45,42 +44,12 @@ def trainable(model):
     return [p for p in model.parameters() if p.requires_grad]
 
 
-# ---------------------------------------------------------------------------- encoders
-@pytest.mark.parametrize("name,kw", [("ts2vec", dict(hidden_dims=8, depth=2)),
-                                     ("resnet1d", dict(widths=[8, 16])),
-                                     ("transformer", dict(n_heads=2, n_layers=1, patch_len=4))])
-def test_encoders_map_series_to_per_step_representations(name, kw):
-    torch.manual_seed(0)
-    enc = build_encoder(name, 3, 12, **kw).eval()
-    x = torch.randn(2, 30, 3)
-    h = enc(x)
-    assert h.shape == (2, 30, 12) and enc.repr_dim == 12
-    assert enc(torch.randn(2, 13, 3)).shape == (2, 13, 12)          # any length (local crops)
-    x_nan = x.clone()
-    x_nan[:, -5:] = float("nan")
-    assert torch.isfinite(enc(x_nan)).all()
-    with pytest.raises(ValueError, match="choose one of"):
-        build_encoder("lstm", 3, 12)
-
-
-def test_pooling_helpers():
-    h = torch.tensor([[[1.0], [5.0], [3.0]]])
-    keep = torch.tensor([[True, False, True]])
-    assert pool(h, "max").item() == 5 and pool(h, "mean").item() == 3 and pool(h, "last").item() == 3
-    assert pool(h, "max", keep).item() == 3 and pool(h, "mean", keep).item() == 2
-    assert pool(h, None).shape == (1, 3, 1)
-
-
 # ---------------------------------------------------------------------------- momentum schedules
-def test_cosine_momentum_and_total_steps():
+def test_cosine_momentum():
     assert cosine_momentum(0.996, 0, 100) == pytest.approx(0.996)
     assert cosine_momentum(0.996, 50, 100) == pytest.approx(0.998)
     assert cosine_momentum(0.996, 100, 100) == pytest.approx(1.0)
     assert cosine_momentum(0.996, 7, None) == 0.996
-    assert total_steps(max_steps=300) == 300
-    assert total_steps(max_epochs=2, n_pretrain=10, batch_size=4) == 6
-    assert total_steps(max_steps="auto", pretrain_values=50_000) == 200
-    assert total_steps(max_steps="auto", pretrain_values=500_000) == 600
 
 
 # ---------------------------------------------------------------------------- BYOL
@@ -99,7 +68,7 @@ def test_byol_target_changes_only_by_ema():
     opt.step()
     target_after_opt = params(model.target_backbone) + params(model.target_projector)
     assert all(torch.equal(a, b) for a, b in zip(target_before, target_after_opt))
-    model.on_train_step_end(3)
+    model.after_optimizer_step(3)
     tau = cosine_momentum(0.996, 3, 10)
     online = params(model.backbone) + params(model.projector)
     target = params(model.target_backbone) + params(model.target_projector)
@@ -149,14 +118,14 @@ def test_moco_queue_ring_buffer_and_key_encoder_ema():
     loss.backward()
     opt.step()
     assert int(model.queue_ptr) == 1                       # nothing enqueued before the step ends
-    model.on_train_step_end(1)
+    model.after_optimizer_step(1)
     for k_old, q, k_new in zip(key_before, params(model.backbone), params(model.key_backbone)):
         assert torch.allclose(k_new, 0.9 * k_old + 0.1 * q, atol=1e-6)
     assert torch.allclose(model.queue[[1, 2, 3, 4]], keys)  # this batch's keys, at the pointer
     assert int(model.queue_ptr) == 0
     model.eval()
     model(batch)
-    model.on_train_step_end(2)
+    model.after_optimizer_step(2)
     assert int(model.queue_ptr) == 0                       # evaluation never enqueues
 
 
@@ -164,7 +133,7 @@ def test_moco_queue_ring_buffer_and_key_encoder_ema():
 def test_dino_teacher_ema_centre_update_multicrop_and_frozen_last_layer():
     torch.manual_seed(0)
     model = DINO(1, **TINY, out_dim=32, hidden_dim=16, bottleneck_dim=8, n_local_crops=3,
-                 total_steps=200, n_pretrain=16, batch_size=8, center_momentum=0.9)
+                 total_steps=200, center_momentum=0.9)
     assert model.freeze_steps == 2                         # 1 % of the run's 200 steps
     opt = torch.optim.SGD(trainable(model), lr=0.5)
     batch = {"x": torch.randn(8, 60, 1)}
@@ -179,7 +148,7 @@ def test_dino_teacher_ema_centre_update_multicrop_and_frozen_last_layer():
     assert model.head.mlp.net[0].weight.grad is not None
     assert all(p.grad is None for p in model.teacher_backbone.parameters())
     opt.step()
-    model.on_train_step_end(1)
+    model.after_optimizer_step(1)
     tau = cosine_momentum(0.996, 1, 200)
     student = params(model.backbone) + params(model.head)
     for t_old, s, t_new in zip(teacher_before, student, params(model.teacher_backbone) + params(model.teacher_head)):
@@ -205,7 +174,7 @@ def test_instdisc_memory_bank_update_and_fixed_normaliser():
     feats = model._pending[1].clone()
     loss = InstDiscLoss()(out, batch)
     loss.backward()
-    model.on_train_step_end(1)
+    model.after_optimizer_step(1)
     expected = torch.nn.functional.normalize(0.5 * bank_before[batch["index"]] + 0.5 * feats, dim=1)
     assert torch.allclose(model.bank[batch["index"]], expected, atol=1e-6)
     others = torch.ones(20, dtype=torch.bool)

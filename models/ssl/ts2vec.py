@@ -6,7 +6,9 @@ encoded with its own random timestamp mask; the representations of the overlappi
 steps go to the hierarchical contrastive loss (utils/losses/ts2vec.py).
 
 Encoding uses the running (equal-weight, SWA) average of the encoder's weights over all
-training steps, as the official code's ``AveragedModel``; ``on_train_step_end`` updates it.
+training steps, as the official code's ``AveragedModel``; ``after_optimizer_step`` updates it.
+Series longer than 2 x ``max_train_length`` are cut into sections before pretraining
+(data_provider/pretraining.py, as the official code).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from layers.dilated_conv import TSEncoder
+from models.ssl.base import RepresentationModel
 
 POOLINGS = ("max", "last", None)
 
@@ -52,20 +55,9 @@ def random_overlapping_crops(length: int, batch: int, temporal_unit: int = 0, de
             offset + crop_left, crop_eright - crop_left, crop_l)
 
 
-def split_long_series(x: np.ndarray, max_len: int | None) -> np.ndarray:
-    """TS2Vec's preprocessing of training data: series longer than 2 * max_len are cut into
-    T // max_len sections (padded with NaN to equal length) that become separate samples."""
-    if max_len is None or x.shape[1] // max_len < 2:
-        return x
-    parts = np.array_split(x, x.shape[1] // max_len, axis=1)
-    width = parts[0].shape[1]
-    parts = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=np.nan)
-             for p in parts]
-    out = np.concatenate(parts, axis=0)
-    return out[~np.isnan(out).all(axis=(1, 2))]
+class TS2Vec(RepresentationModel):
+    sliding_encode = True     # encode(causal=, sliding_length=, sliding_padding=)
 
-
-class TS2Vec(nn.Module):
     def __init__(self, in_channels: int, output_dims: int = 320, hidden_dims: int = 64,
                  depth: int = 10, kernel_size: int = 3, mask_mode: str = "binomial",
                  repr_dropout: float = 0.1, temporal_unit: int = 0,
@@ -100,7 +92,7 @@ class TS2Vec(nn.Module):
         out2 = self.encoder(take_per_row(x, s2, l2))
         return {"z1": out1[:, -overlap:], "z2": out2[:, :overlap]}
 
-    def on_train_step_end(self, step: int | None = None) -> None:
+    def after_optimizer_step(self, step: int) -> None:
         if self.averaged is not None:
             self.averaged.update_parameters(self.encoder)
 
@@ -109,9 +101,10 @@ class TS2Vec(nn.Module):
         """The network used for representations: the averaged encoder when averaging."""
         return self.averaged.module if self.averaged is not None else self.encoder
 
-    def embed(self, x: torch.Tensor, pooling: str | None = "max") -> torch.Tensor:
-        """Differentiable representations without augmentation (for fine-tuning)."""
-        return pool(self.eval_network()(x, "all_true"), pooling)
+    def embed(self, x: torch.Tensor, pooling: str | None = "max", mask=None) -> torch.Tensor:
+        """Differentiable representations without augmentation (for fine-tuning); ``mask``
+        as in ``encode``."""
+        return pool(self.eval_network()(x, "all_true" if mask is None else mask), pooling)
 
     @torch.no_grad()
     def encode(self, x, mask=None, pooling: str | None = "max", causal: bool = False,

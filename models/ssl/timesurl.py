@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.ts2vec import TS2Vec, random_overlapping_crops, take_per_row
+from models.ssl.ts2vec import TS2Vec, random_overlapping_crops, take_per_row
 
 FREQ_MIX_MODES = ("official", "rfft")
 
@@ -200,10 +200,11 @@ class TimesURL(TS2Vec):
         self.segment_num, self.mask_ratio_per_seg = segment_num, mask_ratio_per_seg
         self.time_split, self.freq_mix_mode = time_split, freq_mix_mode
 
-    def auto_steps_values(self, values: int) -> int:
+    @classmethod
+    def budget_values(cls, values: int, in_channels: int) -> int:
         """The values TS2Vec's 200/600-iteration rule counts: the official loader appends a
         time-stamp channel before the rule (``train_data.size``), so C + 1 channels."""
-        return values // self.in_channels * (self.in_channels + 1)
+        return values // in_channels * (in_channels + 1)
 
     def _mix(self, v: torch.Tensor) -> torch.Tensor:
         fn = frequency_mix_official if self.freq_mix_mode == "official" else frequency_mix
