@@ -24,6 +24,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import Dataset
 
+from utils.download import DataUnavailable, fetch
 from utils.timefeatures import freq_letter, time_features
 
 from .base import DataBundle
@@ -80,12 +81,11 @@ def _resolve_path(cfg) -> Path:
     if path.is_file():
         return path
     if d.family == "ett" and d.name in ETT_FILES and bool(d.get("download", False)):
-        from utils.download import fetch
         size, sha = ETT_FILES[d.name]
         return fetch(ETT_URL.format(name=d.name), path, size=size, sha256=sha)
     source = ETT_SOURCE if d.family == "ett" else CUSTOM_SOURCE
     hint = " or run with data.download=true" if d.family == "ett" and d.name in ETT_FILES else ""
-    raise FileNotFoundError(
+    raise DataUnavailable(
         f"forecasting data file not found: {path} (paths.data_dir={cfg.paths.data_dir}, "
         f"data.path={d.path}). Get it from {source} and place it there{hint}.")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils.download import DownloadError, fetch
+from utils.download import DataUnavailable, DownloadError, fetch
 
 from .mitdb_manifest import MITDB_FILES
 
@@ -22,7 +22,7 @@ def ensure_records(folder: Path, records, *, download: bool, source_url: str) ->
         return
     if not download:
         shown = ", ".join(missing[:12]) + (f", ... ({len(missing)} files)" if len(missing) > 12 else "")
-        raise FileNotFoundError(
+        raise DataUnavailable(
             f"MIT-BIH Arrhythmia Database files missing in {folder}: {shown}. Get the database "
             f"(.hea/.dat/.atr of each record) from {OFFICIAL_PAGE} and put the files in that "
             f"folder (set paths.data_dir or DATA_DIR, and data.subdir), or run with "

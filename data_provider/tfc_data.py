@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils.download import DataUnavailable
+
 from .base import ArrayDataset, DataBundle
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def build(cfg) -> DataBundle:
     if missing:
         hint = (" Automatic download is not available for TF-C sets (data.download=true only "
                 "works for data=ucr|uea)." if data.get("download", False) else "")
-        raise FileNotFoundError(
+        raise DataUnavailable(
             f"TF-C dataset '{name}' not found: missing {', '.join(missing)} (data directory "
             f"paths.data_dir, overridable by DATA_DIR). Get train.pt/val.pt/test.pt from "
             f"{OFFICIAL_SOURCE} and put them in {folder}.{hint}")

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from utils.atomic import save_npz_atomic
-from utils.download import DownloadError, fetch, sha256_of
+from utils.download import DataUnavailable, DownloadError, fetch, sha256_of
 
 from . import ucr_uea_catalog as catalog
 from .base import ArrayDataset, DataBundle
@@ -88,7 +88,7 @@ def _files(data, data_dir: Path, archive: str, name: str):
             download_dataset(data_dir / archive, archive, name, data)
             files = locate(data_dir / archive / name, name)
         if files is None:
-            raise FileNotFoundError(missing_message(data_dir, archive, name, data))
+            raise DataUnavailable(missing_message(data_dir, archive, name, data))
     return files
 
 
@@ -377,8 +377,12 @@ def download_dataset(archive_dir: Path, archive: str, name: str, data) -> Path:
                             "data.download=true") from e
     try:
         log.info("downloading %s/%s from %s", archive, name, url)
-        zip_path = fetch(url, tmp / f"{name}.zip", size=data.get("source_size"),
-                         sha256=data.get("source_sha256"))
+        try:
+            zip_path = fetch(url, tmp / f"{name}.zip", size=data.get("source_size"),
+                             sha256=data.get("source_sha256"))
+        except DownloadError as e:
+            raise DownloadError(f"{str(e).split('. ')[0]}. Check the network, or get that zip and "
+                                f"unpack its {name}_TRAIN/_TEST files into {archive_dir / name}") from e
         files = extract_split_files(zip_path, name, tmp / "files")
         raw = parse_files(files)
         y_train, _, _ = encode_labels(raw["labels_train"], raw["labels_test"],

@@ -34,3 +34,23 @@ def data_cfg(name: str):
     `@package _global_` and nest it under `data:`)."""
     node = OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml")
     return node.data if "data" in node else node
+
+
+def require_ucr(data_dir: Path, name: str, archive: str = "UCR") -> None:
+    """For tests that run main.py in a subprocess: the dataset's absence raises DataUnavailable
+    here (the test skips; REQUIRE_DATA=1 fails it) instead of a non-zero exit code there."""
+    from data_provider.ucr_uea import locate, missing_message
+    if locate(Path(data_dir) / archive / name, name) is None:
+        from utils.download import DataUnavailable
+        raise DataUnavailable(missing_message(Path(data_dir), archive, name, {}))
+
+
+def require_files(data_dir: Path, *relpaths: str) -> None:
+    """For tests that read dataset files directly: an absent file raises DataUnavailable
+    (the test skips; REQUIRE_DATA=1 fails it), naming what is missing and how to get it."""
+    missing = [p for p in relpaths if not (Path(data_dir) / p).exists()]
+    if missing:
+        from utils.download import DataUnavailable
+        raise DataUnavailable(f"{', '.join(missing)} not in the data directory {data_dir} "
+                              "(DATA_DIR); python scripts/fetch_data.py fetches the datasets the "
+                              "tests use")

@@ -9,7 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from exp.exp_basic import Exp_Basic
-from tests.helpers import REPO, compose_cfg, read_metrics, run_experiment
+from tests.helpers import REPO, compose_cfg, read_metrics, require_ucr, run_experiment
 
 # Small, quick settings on UCR ECG200 (100/100 real heartbeats).
 ECG200 = ["task=classification", "model=resnet1d", "data=ucr", "data.name=ECG200",
@@ -23,6 +23,7 @@ def _main(args, env_extra=None, cwd=REPO):
 
 
 def test_main_py_runs_and_writes_run_directory(data_dir, cache_dir, tmp_path):
+    require_ucr(data_dir, "ECG200")
     run_dir = tmp_path / "run"
     r = _main([*ECG200, "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"],
               {"DATA_DIR": str(data_dir), "CACHE_DIR": str(cache_dir)})
@@ -152,6 +153,7 @@ def test_transformer_classifier_runs_on_real_data(data_dir, cache_dir, tmp_path)
 
 
 def test_multirun_and_summariser(data_dir, cache_dir, tmp_path):
+    require_ucr(data_dir, "ECG200")
     sweep = tmp_path / "sweep"
     r = _main(["-m", *ECG200, "trainer.max_epochs=1", "model.widths=[8,8,8]", "seed=0,1",
                "optimizer.lr=0.001,0.002", f"hydra.sweep.dir={sweep}"],
@@ -187,6 +189,7 @@ def test_wrong_choice_or_key_fails_before_work_and_names_it(args, expected, tmp_
 
 def test_bad_values_fail_with_the_fix(data_dir, tmp_path):
     from main import run
+    require_ucr(data_dir, "ECG200")
     cfg = compose_cfg([*ECG200, "trainer.device=gpu"])
     with pytest.raises(ValueError, match="trainer.device=gpu.*auto, cpu, cuda"):
         run(cfg, tmp_path)

@@ -17,6 +17,7 @@ from tests.helpers import data_cfg
 from data_provider import mitdb
 from data_provider.pretraining import pretraining_data
 from data_provider.data_factory import data_provider
+from data_provider.mitdb_files import ensure_records
 from data_provider.mitdb_signal import SignalSettings, process_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,7 @@ def small(data_dir, cache_dir):
 
 def test_record_100_aami_counts_match_raw_annotations(data_dir):
     folder = data_dir / "mitdb"
+    ensure_records(folder, [100], download=False, source_url="")     # absent: skip (conftest)
     beats, _, fs = process_record(folder / "100", SignalSettings())
     raw = raw_aami_counts(folder, 100)
     assert len(beats.y) == 2273 == sum(raw.values())           # published beat count of record 100
@@ -60,6 +62,7 @@ def test_record_100_aami_counts_match_raw_annotations(data_dir):
 
 
 def test_lead_found_by_name_and_window_placement(data_dir):
+    ensure_records(data_dir / "mitdb", [114], download=False, source_url="")
     # record 114 stores MLII as its second signal; raw windows must come from that channel
     s = SignalSettings(filter="none", normalize="none")
     beats, _, _ = process_record(data_dir / "mitdb" / "114", s)

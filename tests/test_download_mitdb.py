@@ -1,17 +1,14 @@
 """data.download=true for MIT-BIH, against a local HTTP server on 127.0.0.1 (no internet)."""
 from __future__ import annotations
 
-import functools
 import shutil
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from tests.helpers import data_cfg
+from tests.helpers import data_cfg, require_files
 
 from data_provider import mitdb
 from data_provider.mitdb_manifest import MITDB_FILES
@@ -20,33 +17,10 @@ from utils.download import DownloadError, sha256_of
 REPO = Path(__file__).resolve().parents[1]
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def serve():
-    """serve(folder) -> base URL of a local HTTP server for that folder."""
-    servers = []
-
-    def start(folder: Path) -> str:
-        handler = functools.partial(_Quiet, directory=str(folder))
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
 def make_cfg(data_dir, cache_dir, url, **data):
     cfg = OmegaConf.create({"data": data_cfg("ecg"),
                             "paths": {"data_dir": str(data_dir), "cache_dir": str(cache_dir)},
-                            "task": {"name": "classification"}, "seed": 0})
+                            "seed": 0})
     cfg.data.update({"ds1_records": [101], "val_records": [], "ds2_records": [100],
                      "download": True, "source_url": url, **data})
     return cfg
@@ -54,6 +28,7 @@ def make_cfg(data_dir, cache_dir, url, **data):
 
 def test_manifest_matches_the_shared_copy(data_dir):
     folder = data_dir / "mitdb"
+    require_files(data_dir, *(f"mitdb/{name}" for name in MITDB_FILES))
     assert len(MITDB_FILES) == 144  # 48 records x .hea/.dat/.atr
     for name, (size, sha) in MITDB_FILES.items():
         assert (folder / name).stat().st_size == size, name
@@ -62,6 +37,7 @@ def test_manifest_matches_the_shared_copy(data_dir):
 
 
 def test_download_fetches_verified_records_that_then_load(data_dir, tmp_path, serve):
+    require_files(data_dir, *(f"mitdb/{r}.{e}" for r in (100, 101, 118) for e in ("hea", "atr", "dat")))
     url = serve(data_dir / "mitdb")
     dest = tmp_path / "data"
     b = mitdb.build(make_cfg(dest, tmp_path / "cache", url))
@@ -78,6 +54,7 @@ def test_download_fetches_verified_records_that_then_load(data_dir, tmp_path, se
 
 @pytest.mark.parametrize("damage", ["truncated", "same_size_other_bytes"])
 def test_corrupt_download_rejected_and_nothing_left(data_dir, tmp_path, serve, damage):
+    require_files(data_dir, *(f"mitdb/100.{e}" for e in ("hea", "atr", "dat")))
     served = tmp_path / "served"
     served.mkdir()
     for ext in ("hea", "atr", "dat"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.helpers import data_cfg
+from tests.helpers import data_cfg, require_ucr
 
 from data_provider import ucr_uea
 from utils.download import DownloadError
@@ -75,6 +75,7 @@ def all_files(root):
 
 
 def test_download_equals_local_copy(tmp_path, data_dir, server):
+    require_ucr(data_dir, "GunPoint")
     srv, url = server
     src = data_dir / "UCR" / "GunPoint"
     make_zip(srv / "GunPoint.zip", src, "GunPoint")
@@ -100,6 +101,7 @@ def test_download_equals_local_copy(tmp_path, data_dir, server):
 
 
 def test_wrong_size_download_is_rejected(tmp_path, data_dir, server):
+    require_ucr(data_dir, "GunPoint")
     srv, url = server
     make_zip(srv / "GunPoint.zip", data_dir / "UCR" / "GunPoint", "GunPoint")
     size = (srv / "GunPoint.zip").stat().st_size
@@ -110,6 +112,7 @@ def test_wrong_size_download_is_rejected(tmp_path, data_dir, server):
 
 
 def test_download_with_wrong_contents_is_rejected(tmp_path, data_dir, server):
+    require_ucr(data_dir, "GunPoint")
     srv, url = server
     make_zip(srv / "GunPoint.zip", data_dir / "UCR" / "GunPoint", "GunPoint", test_lines=100)
     dest = tmp_path / "data"

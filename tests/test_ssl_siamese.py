@@ -17,6 +17,7 @@ from utils.losses.instdisc import InstDiscLoss
 from utils.losses.moco import MoCoLoss
 from utils.losses.simclr import NTXentLoss
 from utils.losses.simsiam import SimSiamLoss
+from tests.helpers import require_ucr
 
 TINY = dict(encoder="ts2vec", repr_dim=16, encoder_kwargs=dict(hidden_dims=8, depth=2))
 # the zoo's default encoder (conf/model/*.yaml), narrow
@@ -260,6 +261,7 @@ def test_encode_and_embed_contract(cls, kw):
 # ---------------------------------------------------------------------------- real ECG
 @pytest.fixture(scope="module")
 def ecg200(data_dir):
+    require_ucr(data_dir, "ECG200")
     a = np.loadtxt(data_dir / "UCR" / "ECG200" / "ECG200_TRAIN.tsv")
     return (torch.tensor(a[:, 1:], dtype=torch.float32).unsqueeze(-1),
             torch.tensor((a[:, 0] > 0).astype(np.int64)))

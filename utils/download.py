@@ -7,14 +7,23 @@ half-written or wrong file where a loader would read it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import shutil
 import urllib.request
 from pathlib import Path
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 
 class DownloadError(RuntimeError):
     pass
+
+
+class DataUnavailable(FileNotFoundError):
+    """A dataset's files are not in the data directory and were not downloaded; the message
+    names the dataset, where it was looked for and how to get it."""
 
 
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -35,7 +44,11 @@ def fetch(url: str, dest: str | os.PathLike, *, size: int | None = None,
     part = dest.with_name(dest.name + ".part")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
-            shutil.copyfileobj(r, f)
+            total = int(r.headers.get("Content-Length") or 0) or size
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                for block in iter(lambda: r.read(1 << 20), b""):
+                    f.write(block)
+                    bar.update(len(block))
     except OSError as e:  # URLError and HTTPError are OSErrors
         part.unlink(missing_ok=True)
         raise DownloadError(f"could not download {url}: {e}. Check the network or place the "
@@ -46,6 +59,8 @@ def fetch(url: str, dest: str | os.PathLike, *, size: int | None = None,
         raise DownloadError(f"downloaded {url} does not match the expected "
                             f"size={size} sha256={sha256} (got {got}); nothing was written to {dest}.")
     os.replace(part, dest)
+    checked = " and ".join(k for k, v in (("size", size), ("sha256", sha256)) if v is not None)
+    log.info("downloaded %s to %s%s", url, dest, f" ({checked} verified)" if checked else "")
     return dest
 
 

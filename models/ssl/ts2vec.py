@@ -107,9 +107,9 @@ class TS2Vec(RepresentationModel):
         return pool(self.eval_network()(x, "all_true" if mask is None else mask), pooling)
 
     @torch.no_grad()
-    def encode(self, x, mask=None, pooling: str | None = "max", causal: bool = False,
-               sliding_length: int | None = None, sliding_padding: int = 0,
-               batch_size: int | None = None) -> torch.Tensor:
+    def encode(self, x, mask=None, pooling: str | None = "max", batch_size: int | None = None,
+               causal: bool = False, sliding_length: int | None = None,
+               sliding_padding: int = 0) -> torch.Tensor:
         """Representations of x [N, T, C] (tensor or array) in batches, no grad, eval mode.
 
         pooling: "max" over all time steps -> [N, D]; "last" step -> [N, D]; None -> [N, T, D].
