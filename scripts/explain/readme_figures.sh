@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Reproduce the README's saliency figures: train the plain MIT-BIH classifier (no mixup, as
-# they were made), explain 100 DS2 beats per class, copy the first N, S and V figures and the
-# class profiles here.
+# Remake the saliency figures shown in docs/results-explanations.md: train the plain MIT-BIH
+# classifier (no mixup, as they were made), explain 100 DS2 beats per class, copy the first N, S
+# and V figures and the class profiles into scripts/explain/figures/.
 #   DATA_DIR=/path/to/data bash scripts/explain/readme_figures.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
