@@ -3,10 +3,14 @@
     python main.py task=classification model=resnet1d data=ecg
     python main.py model=timesurl data=ecg
     python main.py -m model=resnet1d,transformer data=ucr data.name=ECG200 seed=0,1,2
+
+A wrong value, a missing dataset or a run directory that may not take this run is refused with
+one short paragraph (problem and fix) and exit status 2; HYDRA_FULL_ERROR=1 shows the traceback.
 """
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,6 +19,8 @@ from omegaconf import DictConfig
 
 from exp import get_exp_class
 from utils.config_check import check_config
+from utils.refusal import refuse_on_error
+from utils.run_directory import RunDirectory
 from utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -33,13 +39,19 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run(cfg, HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    # a refusal is printed, not logged: main.log may belong to another run of that directory
+    with refuse_on_error(), RunDirectory(hc.runtime.output_dir) as run_dir:
+        check_config(cfg)                   # before anything is written into the directory
+        run_dir.admit(overrides, resume=bool(cfg.trainer.resume),
+                      allow_changes=bool(cfg.trainer.get("resume_allow_changes", False)))
+        run_dir.write_configs(cfg, hc, overrides)
+        run(cfg, run_dir.path)
 
 
 if __name__ == "__main__":
-    import sys
+    from utils.cli_check import exit_on_bad_overrides
 
-    from utils.cli_check import exit_on_unknown_keys
-
-    exit_on_unknown_keys(sys.argv[1:])
+    exit_on_bad_overrides(sys.argv[1:])
     main()

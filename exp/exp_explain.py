@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from exp.exp_classification import Exp_Classification
 from utils.checkpoint import checkpoint_file, load_checkpoint
+from utils.instantiate import refuse_untrusted_targets
 from utils.explain import (NoReLUModules, NotCAMCompatible, cam, class_profiles, curve_auc,
                            default_layer, deletion_curve, deletion_order, get_layer, gradcam,
                            guided_backprop, guided_gradcam, per_step, random_order)
@@ -86,6 +87,7 @@ class Exp_Explain(Exp_Classification):
         self.ckpt_path = checkpoint_path(cfg.task)
         check_settings(cfg.task)
         trained = trained_config(self.ckpt_path)
+        refuse_untrusted_targets(trained, str(self.ckpt_path))   # a file's config is data
         trained_task = str(trained.task.name)
         if trained_task != "classification":
             raise ValueError(f"{self.ckpt_path} comes from a task={trained_task} run; task=explain "

@@ -14,9 +14,9 @@ import torch
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "wb", permissions: int | None = None):
+def atomic_file(path: str | os.PathLike, mode: str = "wb", permissions: int = 0o644):
     """Yield a temporary file next to ``path``; on success fsync and rename it over ``path``
-    (``permissions``: e.g. 0o644 for a cache others may read; mkstemp makes it owner-only)."""
+    with ``permissions`` (mkstemp makes it owner-only; results and caches are for reading)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -25,8 +25,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", permissions: int | No
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if permissions is not None:
-            os.chmod(tmp, permissions)
+        os.chmod(tmp, permissions)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -44,6 +43,6 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
 
 
 def save_npz_atomic(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Uncompressed .npz (loads in a fraction of a second), readable by everyone."""
-    with atomic_file(path, "wb", permissions=0o644) as f:
+    """Uncompressed .npz (loads in a fraction of a second)."""
+    with atomic_file(path, "wb") as f:
         np.savez(f, **arrays)

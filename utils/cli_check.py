@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import sys
 
-from hydra.errors import ConfigCompositionException
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, HydraException, OverrideParseException
 from omegaconf import OmegaConf
 
 from utils.compose import compose_cfg
@@ -19,6 +20,14 @@ def check_overrides(argv: list[str]) -> str | None:
     if any(a in ("-m", "--multirun") or a.startswith("-") for a in argv):
         return None
     overrides = [a for a in argv if "=" in a and not a.startswith("hydra")]
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except (OverrideParseException, HydraException) as e:
+            return (f"cannot parse the override {override!r}: {str(e).splitlines()[0]}. Quote "
+                    "values with brackets, commas or spaces for the shell, e.g. "
+                    "'data.ds1_records=[101,106]' (https://hydra.cc/docs/advanced/override_grammar/basic/)")
     try:
         compose_cfg(overrides)
         return None
@@ -40,7 +49,8 @@ def check_overrides(argv: list[str]) -> str | None:
                 f"{', '.join(valid)}. To add a new key on purpose use +{full_key}=…")
 
 
-def exit_on_unknown_keys(argv: list[str]) -> None:
+def exit_on_bad_overrides(argv: list[str]) -> None:
+    """A mistyped key or a malformed override: one short message, exit status 2."""
     msg = check_overrides(argv)
     if msg:
         print(f"Error: {msg}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from utils.instantiate import NON_ARGS, target_parameters
 
@@ -34,18 +34,58 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"trainer.max_steps=auto is only valid for task=pretrain (TS2Vec's rule), "
                          f"not task={cfg.task.name}; set trainer.max_steps=<N> or "
                          "trainer.max_steps=null with trainer.max_epochs=<N>")
-    if t.max_steps is not None and str(t.max_steps) != "auto":
-        try:
-            ok = int(t.max_steps) >= 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"trainer.max_steps={t.max_steps} is not valid; use a count >= 0, "
-                             "null, or auto (task=pretrain only)")
-    for k in ("batch_size", "eval_batch_size", "checkpoint_every"):
-        if k in t and int(t[k]) < 1:
-            raise ValueError(f"trainer.{k}={t[k]} must be a positive integer")
+    if str(t.max_steps) != "auto":
+        _count(cfg, "trainer.max_steps", minimum=0, null=True,
+               hint="a count >= 0, null, or auto (task=pretrain only)")
+    check_numbers(cfg)
     check_scheduler(cfg)
+
+
+# key -> (smallest value, null allowed); integers where counts go
+COUNTS = {
+    "seed": (0, False), "trainer.max_epochs": (0, True), "trainer.batch_size": (1, False),
+    "trainer.eval_batch_size": (1, False), "trainer.checkpoint_every": (1, False),
+    "trainer.patience": (0, True), "trainer.log_every_n_steps": (1, False),
+    "trainer.num_workers": (0, False), "trainer.max_per_class": (1, True),
+    "trainer.num_threads": (1, True), "data.seq_len": (1, False), "data.label_len": (0, False),
+    "data.pred_len": (1, False),
+}
+# key -> (lower bound, inclusive?, null allowed)
+NUMBERS = {
+    "optimizer.lr": (0.0, False, False), "optimizer.weight_decay": (0.0, True, False),
+    "trainer.grad_clip": (0.0, False, True), "trainer.mixup_alpha": (0.0, True, False),
+}
+
+
+def _count(cfg: DictConfig, key: str, minimum: int, null: bool, hint: str | None = None) -> None:
+    value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+    if value is None and (null or OmegaConf.select(cfg, key, default="absent") == "absent"):
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key}={value} is not valid; use "
+                         f"{hint or f'an integer >= {minimum}' + (' or null' if null else '')}")
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    """Counts are integers in range, rates and weights are numbers in range: a wrong value
+    stops the run before any work (a negative epoch count would train nothing and still
+    report metrics)."""
+    for key, (minimum, null) in COUNTS.items():
+        _count(cfg, key, minimum, null)
+    for key, (low, inclusive, null) in NUMBERS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            if null or OmegaConf.select(cfg, key, default="absent") == "absent":
+                continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            value >= low if inclusive else value > low)
+        if not ok:
+            raise ValueError(f"{key}={value} is not valid; use a number "
+                             f"{'>=' if inclusive else '>'} {low:g}" + (" or null" if null else ""))
+    data = cfg.get("data") or {}
+    if "seq_len" in data and "label_len" in data and int(data.label_len) > int(data.seq_len):
+        raise ValueError(f"data.label_len={data.label_len} must not exceed data.seq_len="
+                         f"{data.seq_len}: the decoder's start token is the end of the input window")
 
 
 def check_scheduler(cfg: DictConfig) -> None:

@@ -11,6 +11,10 @@ log = logging.getLogger(__name__)
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+class DeviceUnavailable(RuntimeError):
+    """The configured device does not exist on this machine."""
+
+
 def acquire_device(want: str) -> torch.device:
     """trainer.device: auto (CUDA when available) | cpu | cuda | cuda:N."""
     if want in ("auto", "cpu"):
@@ -18,11 +22,11 @@ def acquire_device(want: str) -> torch.device:
     if not want.startswith("cuda"):
         raise ValueError(f"trainer.device={want} is not valid; use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={want} but CUDA is not available on this "
+        raise DeviceUnavailable(f"trainer.device={want} but CUDA is not available on this "
                            "machine; use trainer.device=cpu or trainer.device=auto")
     dev = torch.device(want)
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise RuntimeError(f"trainer.device={want} but only {torch.cuda.device_count()} "
+        raise DeviceUnavailable(f"trainer.device={want} but only {torch.cuda.device_count()} "
                            f"CUDA device(s) exist; use cuda:0 … cuda:{torch.cuda.device_count() - 1}")
     return dev
 
