@@ -13,9 +13,14 @@ An item: x [seq_len, C_in], y [label_len + pred_len, C_out] (the decoder's start
 followed by the horizon), x_mark / y_mark [.., mark_dim] time features, index (window start).
 features: M (all -> all), S (target -> target), MS (all -> target). The target column is moved
 to the last position (as Autoformer's custom loader does), so MS predicts channel -1.
+
+A damaged file (a row with too few or too many fields, an empty, NaN or non-numeric cell, a
+date that does not parse) is refused with its line number as an editor shows it and the
+column, before anything trains on it; data.path stays inside the data directory.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from torch.utils.data import Dataset
 
 from utils.download import DataUnavailable, fetch
+from utils.paths import inside_data_dir
 from utils.timefeatures import freq_letter, time_features
 
 from .base import DataBundle
@@ -77,7 +83,10 @@ class WindowDataset(Dataset):
 
 def _resolve_path(cfg) -> Path:
     d = cfg.data
-    path = Path(str(cfg.paths.data_dir)) / str(d.path)
+    data_dir = str(cfg.paths.data_dir)
+    if d.family == "ett":  # the default data.path is built from data.name
+        inside_data_dir(data_dir, ("data.name", d.name))
+    path = inside_data_dir(data_dir, ("data.path", d.path))
     if path.is_file():
         return path
     if d.family == "ett" and d.name in ETT_FILES and bool(d.get("download", False)):
@@ -88,6 +97,81 @@ def _resolve_path(cfg) -> Path:
     raise DataUnavailable(
         f"forecasting data file not found: {path} (paths.data_dir={cfg.paths.data_dir}, "
         f"data.path={d.path}). Get it from {source} and place it there{hint}.")
+
+
+# ----------------------------------------------------------------------------- damaged CSVs
+def _fix(d) -> str:
+    if d.family == "ett" and d.get("name") in ETT_FILES:
+        return (f"delete the file and run with data.download=true, or get a clean copy from "
+                f"{ETT_SOURCE}")
+    return f"repair or remove that row, or get a clean copy of the file from {CUSTOM_SOURCE}"
+
+
+def _check_row_widths(path: Path, fix: str) -> None:
+    """Every row has as many fields as the header; pandas would fill a short row with NaN
+    and shift a long one into the index."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        header = next((row for row in reader if row), [])
+        header_line = reader.line_num
+        for row in reader:
+            if row and len(row) != len(header):
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields, but the header (line "
+                    f"{header_line}) has {len(header)} columns; the row is cut or has extra "
+                    f"values: {fix}.")
+
+
+def _line_of_row(path: Path, row: int) -> int:
+    """Line number (1-based, as an editor shows it) of data row `row` of the DataFrame;
+    blank lines are skipped by pandas and counted here."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        records = (reader.line_num for r in reader if r)
+        next(records)  # the header
+        for i, line in enumerate(records):
+            if i == row:
+                return line
+    return -1
+
+
+def _cell(path: Path, df: pd.DataFrame, row: int, col: str) -> str:
+    return (f"{path}, line {_line_of_row(path, row)}, column '{col}' (field "
+            f"{list(df.columns).index(col) + 1})")
+
+
+def _numeric(path: Path, df: pd.DataFrame, cols: list[str], fix: str) -> np.ndarray:
+    """float64 values of `cols`, or a refusal naming the first cell that is not a finite
+    number (a NaN here trains to a NaN loss)."""
+    try:
+        values = df[cols].to_numpy(dtype=np.float64)
+    except (ValueError, TypeError):
+        parsed = df[cols].apply(pd.to_numeric, errors="coerce")
+        bad = (parsed.isna() & df[cols].notna()).to_numpy()
+        row, j = np.argwhere(bad)[0]
+        raise ValueError(f"{_cell(path, df, row, cols[j])}: '{df[cols[j]].iloc[row]}' is not a "
+                         f"number; every value column must hold numbers: {fix}.") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, j = np.argwhere(bad)[0]
+        what = "empty or NaN" if np.isnan(values[row, j]) else "infinite"
+        raise ValueError(f"{_cell(path, df, row, cols[j])}: the cell is {what}; forecasting "
+                         f"needs a value in every cell: {fix}.")
+    return values
+
+
+def _dates(path: Path, df: pd.DataFrame, fix: str) -> pd.DatetimeIndex:
+    """The 'date' column, or a refusal naming the first cell that is empty or not a date."""
+    try:
+        dates = pd.DatetimeIndex(pd.to_datetime(df["date"]))
+    except (ValueError, TypeError):
+        dates = pd.DatetimeIndex(pd.to_datetime(df["date"], errors="coerce"))
+    bad = np.flatnonzero(dates.isna())
+    if len(bad):
+        row, cell = int(bad[0]), df["date"].iloc[int(bad[0])]
+        what = "the cell is empty" if pd.isna(cell) else f"'{cell}' is not a date"
+        raise ValueError(f"{_cell(path, df, row, 'date')}: {what}: {fix}.")
+    return dates
 
 
 def _borders(family: str, name: str, n_rows: int, seq_len: int, split=None):
@@ -148,6 +232,8 @@ def build(cfg) -> DataBundle:
                          f"the decoder's start token is the end of the input window")
 
     path = _resolve_path(cfg)
+    fix = _fix(d)
+    _check_row_widths(path, fix)
     df = pd.read_csv(path)
     if "date" not in df.columns:
         raise ValueError(f"{path} has no 'date' column (columns: {list(df.columns)[:10]}...); "
@@ -157,9 +243,8 @@ def build(cfg) -> DataBundle:
         raise ValueError(f"data.target='{target}' is not a column of {path}; columns: "
                          f"{[c for c in df.columns if c != 'date']}")
     cols = [c for c in df.columns if c not in ("date", target)] + [target]
-    dates = pd.DatetimeIndex(pd.to_datetime(df["date"]))
-    values = df[cols].to_numpy(dtype=np.float64) if features != "S" else \
-        df[[target]].to_numpy(dtype=np.float64)
+    dates = _dates(path, df, fix)
+    values = _numeric(path, df, cols if features != "S" else [target], fix)
 
     split = tuple(d.get("split", (0.7, 0.1, 0.2)) or (0.7, 0.1, 0.2))
     b1, b2 = _borders(d.family, d.get("name", ""), len(df), seq_len, split)

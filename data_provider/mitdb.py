@@ -4,7 +4,9 @@ Beats are cut around every annotated beat on lead MLII and mapped to N, S, V, F,
 is the standard one of de Chazal et al. 2004: train on DS1, test on DS2 (paced records 102,
 104, 107, 217 excluded); validation is a few whole DS1 records held out, so model selection
 never sees a training patient. Preprocessing (mitdb_signal.py) is cached on disk
-(mitdb_cache.py); missing files are reported or downloaded (mitdb_files.py).
+(mitdb_cache.py, keyed by the files' sha256); missing files are reported or downloaded, and
+local files are checked against the official sha256 unless data.verify_files=false
+(mitdb_files.py).
 
 With ``data.ssl_unit=window``, "unlabelled_train"/"unlabelled_val" also hold long
 non-overlapping windows of the DS1 train/val records, which task=pretrain pretrains on instead
@@ -21,9 +23,11 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from utils.paths import inside_data_dir
+
 from . import mitdb_cache
 from .base import ArrayDataset, DataBundle
-from .mitdb_files import ensure_records
+from .mitdb_files import ensure_records, record_digests, verify_records
 from .mitdb_signal import CLASS_NAMES, RR_FEATURE_NAMES, SignalSettings, process_record
 
 log = logging.getLogger(__name__)
@@ -119,16 +123,18 @@ def _preprocess(folder: Path, records, settings, window_seconds, window_records,
     return out
 
 
-def load_arrays(cfg, folder: Path, records, settings, window_seconds=None, window_records=()) -> dict:
-    """Preprocessed arrays for `records`, from the cache when its key matches."""
+def load_arrays(cfg, folder: Path, records, settings, window_seconds=None, window_records=(),
+                digests: dict[str, str] | None = None) -> dict:
+    """Preprocessed arrays for `records`, from the cache when its key matches. ``digests``
+    (file name -> sha256, from record_digests) spares hashing the files a second time."""
     records = sorted(int(r) for r in records)
     window_records = sorted(int(r) for r in window_records) if window_seconds is not None else []
-    cache_root = OmegaConf.select(cfg, "paths.cache_dir", default=None)
+    cache = mitdb_cache.folder(OmegaConf.select(cfg, "paths.cache_dir", default=None))
     path = None
-    if cache_root is not None:
+    if cache is not None:
+        digests = digests if digests is not None else record_digests(folder, records)
         extra = {"ssl_window_seconds": window_seconds, "window_records": window_records}
-        key = mitdb_cache.cache_key(settings, records, folder, extra)
-        path = Path(str(cache_root)) / "mitdb" / f"{key}.npz"
+        path = cache / f"{mitdb_cache.cache_key(settings, records, digests, extra)}.npz"
         cached = mitdb_cache.load(path)
         if cached is not None:
             return cached
@@ -137,11 +143,7 @@ def load_arrays(cfg, folder: Path, records, settings, window_seconds=None, windo
     arrays = _preprocess(folder, records, settings, window_seconds, set(window_records), progress)
     log.info("MIT-BIH: preprocessed %d records in %.1f s", len(records), time.time() - t0)
     if path is not None:
-        try:
-            mitdb_cache.save(path, arrays)
-        except OSError as e:  # an unwritable cache costs the next run time, not this run
-            log.warning("could not write the MIT-BIH cache %s (%s); set paths.cache_dir (or "
-                        "CACHE_DIR) to a writable folder", path, e)
+        mitdb_cache.save(path, arrays)
     return arrays
 
 
@@ -195,12 +197,14 @@ def build(cfg) -> DataBundle:
         raise ValueError(f"data.ssl_unit={ssl_unit!r} is not known; choose one of {list(SSL_UNITS)}")
     window_seconds = float(_get(d, "ssl_window_seconds", 10.0)) if ssl_unit == "window" else None
 
-    folder = Path(str(cfg.paths.data_dir)) / str(_get(d, "subdir", "mitdb"))
+    folder = inside_data_dir(str(cfg.paths.data_dir), ("data.subdir", _get(d, "subdir", "mitdb")))
     all_records = sorted(set(recs["train"]) | set(recs["val"]) | set(recs["test"]))
     ensure_records(folder, all_records, download=bool(_get(d, "download", False)),
                    source_url=str(_get(d, "source_url", "https://physionet.org/files/mitdb/1.0.0/")))
+    digests = record_digests(folder, all_records)
+    verify_records(folder, digests, verify=bool(_get(d, "verify_files", True)))
     a = load_arrays(cfg, folder, all_records, settings, window_seconds,
-                    window_records=recs["train"] + recs["val"])
+                    window_records=recs["train"] + recs["val"], digests=digests)
 
     labelled = {name: _beat_dataset(a, r, rr) for name, r in recs.items()}
     rr_stats = _rr_standardiser(labelled["train"]) if rr and bool(_get(d, "rr_standardize", True)) else None

@@ -1,31 +1,29 @@
 """On-disk cache of preprocessed MIT-BIH arrays: one .npz per set of output-affecting settings.
 
-The key hashes the preprocessing settings, the record list and a fingerprint of the input
-files (sizes of .hea/.dat, SHA-256 of the small .atr), so changed settings or changed data
-never return stale arrays. Files are written to a temp file and renamed into place, so a
-killed run or two runs at once never leave a half-written cache behind.
+The key hashes the preprocessing settings, the record list and the SHA-256 of every input
+file (.hea, .dat, .atr), so changed settings or changed bytes never return stale arrays: a
+record damaged in place and later restored gets its own key each time. Reading, writing and
+unusable cache directories are handled by npz_cache.py (atomic writes; a cache that cannot
+be used is reported once and skipped).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from utils.atomic import save_npz_atomic
-from utils.download import sha256_of
-
-log = logging.getLogger(__name__)
+from . import npz_cache
 
 CACHE_VERSION = 1  # bump when the preprocessing code changes its output
 
 
-def cache_key(settings, records, folder: Path, extra: dict) -> str:
-    fingerprint = {str(r): [(folder / f"{r}.hea").stat().st_size, (folder / f"{r}.dat").stat().st_size,
-                            sha256_of(folder / f"{r}.atr")] for r in sorted(records)}
+def cache_key(settings, records, digests: dict[str, str], extra: dict) -> str:
+    """``digests``: file name -> sha256 of every .hea/.dat/.atr of ``records``."""
+    fingerprint = {str(r): [digests[f"{r}{ext}"] for ext in (".hea", ".dat", ".atr")]
+                   for r in sorted(records)}
     payload = {"version": CACHE_VERSION, "settings": asdict(settings),
                "records": sorted(int(r) for r in records), "extra": extra,
                "files": fingerprint}
@@ -33,16 +31,13 @@ def cache_key(settings, records, folder: Path, extra: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def folder(cache_root) -> Path | None:
+    return npz_cache.folder(cache_root, "mitdb")
+
+
 def load(path: Path) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:  # unreadable: rebuild rather than fail the run
-        log.warning("ignoring unreadable MIT-BIH cache %s (%s); rebuilding it", path, e)
-        return None
+    return npz_cache.load(path)
 
 
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    save_npz_atomic(arrays, path)
+    npz_cache.save(path, arrays)

@@ -1,11 +1,15 @@
-"""Finding the MIT-BIH record files, and fetching the missing ones (verified) when allowed."""
+"""Finding the MIT-BIH record files, fetching the missing ones (verified) when allowed, and
+checking the local ones against the official sha256 of data_provider/mitdb_manifest.py."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from utils.download import DataUnavailable, DownloadError, fetch
+from utils.download import DataUnavailable, DownloadError, fetch, sha256_of
 
 from .mitdb_manifest import MITDB_FILES
+
+log = logging.getLogger(__name__)
 
 OFFICIAL_PAGE = "https://physionet.org/content/mitdb/1.0.0/"
 EXTENSIONS = (".hea", ".atr", ".dat")  # small files first: a bad mirror fails fast
@@ -44,3 +48,33 @@ def ensure_records(folder: Path, records, *, download: bool, source_url: str) ->
         except PermissionError as e:
             raise DownloadError(f"cannot write {folder / name} ({e}); the data folder is read-only, "
                                 f"point paths.data_dir at a writable folder to download") from e
+
+
+def record_digests(folder: Path, records) -> dict[str, str]:
+    """sha256 of every .hea/.dat/.atr of ``records``, each file read once per run (the same
+    digests check the files and key the preprocessing cache)."""
+    return {f"{r}{ext}": sha256_of(folder / f"{r}{ext}") for r in records for ext in EXTENSIONS}
+
+
+def verify_records(folder: Path, digests: dict[str, str], *, verify: bool) -> None:
+    """Refuse a local file whose sha256 is not the official one (data.verify_files=true), so
+    a damaged or edited record never trains a model unnoticed."""
+    if not verify:
+        changed = [n for n, got in digests.items() if MITDB_FILES.get(n, (0, ""))[1] != got]
+        if changed:
+            log.warning("data.verify_files=false: using %d MIT-BIH files in %s that differ from "
+                        "the official ones: %s", len(changed), folder, ", ".join(changed[:12]))
+        return
+    for name, got in digests.items():
+        if name not in MITDB_FILES:
+            raise ValueError(
+                f"{folder / name} is not a file of the official MIT-BIH database (records "
+                f"100-234, {OFFICIAL_PAGE}), so it has no official checksum to verify; set "
+                f"data.verify_files=false to use it on purpose.")
+        expected = MITDB_FILES[name][1]
+        if got != expected:
+            raise ValueError(
+                f"{folder / name} is not the official file: its sha256 is {got}, the official "
+                f"one is {expected} (the file is damaged or was modified). Delete it and run "
+                f"with data.download=true to fetch it again (or get it from {OFFICIAL_PAGE}), "
+                f"or set data.verify_files=false to use a modified copy on purpose.")

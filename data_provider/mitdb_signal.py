@@ -5,6 +5,7 @@ Everything here works on one record at a time and knows nothing about splits or 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -71,15 +72,110 @@ def read_record(path: Path, lead: str):
     """(signal of `lead` in mV as float64, fs, annotation samples, annotation symbols)."""
     import wfdb  # imported here so other data families don't need it
 
-    header = wfdb.rdheader(str(path))
+    header = read_header(path)
     if lead not in header.sig_name:
         raise ValueError(f"record {path.name} has no lead {lead!r} (its leads: "
                          f"{', '.join(header.sig_name)}); records 102 and 104 have no MLII, which "
                          f"is one reason they are excluded from the standard split")
-    rec = wfdb.rdrecord(str(path), channel_names=[lead])
-    ann = wfdb.rdann(str(path), "atr")
+    check_signal_files(path, header)
+    rec = _read_with(wfdb.rdrecord, path, ".dat", channel_names=[lead])
+    ann = _read_with(wfdb.rdann, path, ".atr", "atr")
     return (rec.p_signal[:, 0].astype(np.float64), float(rec.fs),
             np.asarray(ann.sample, dtype=np.int64), np.asarray(ann.symbol))
+
+
+# ----------------------------------------------------------------------------- damaged files
+FIX = ("delete it and run with data.download=true to fetch it again, or get a clean copy from "
+       "https://physionet.org/content/mitdb/1.0.0/")
+# Bytes per sample of the WFDB storage formats (212: two 12-bit samples in 3 bytes, 310/311:
+# three 10-bit samples in 4 bytes); compressed formats are left to wfdb.
+BYTES_PER_SAMPLE = {"8": Fraction(1), "16": Fraction(2), "24": Fraction(3), "32": Fraction(4),
+                    "61": Fraction(2), "80": Fraction(1), "160": Fraction(2),
+                    "212": Fraction(3, 2), "310": Fraction(4, 3), "311": Fraction(4, 3)}
+_NUMBER = r"[0-9.eE+-]+"
+_FREQUENCY = re.compile(rf"{_NUMBER}(/{_NUMBER}(\({_NUMBER}\))?)?")
+_FORMAT = re.compile(r"\d+(x\d+)?(:\d+)?(\+\d+)?")
+
+
+def _record_line_problem(line: str) -> str | None:
+    t = line.split()
+    if len(t) < 2 or not t[1].isdigit():
+        return "the number of signals (2nd field) is missing or not an integer"
+    if len(t) > 2 and not _FREQUENCY.fullmatch(t[2]):
+        return f"the sampling frequency (3rd field) '{t[2]}' is not a number"
+    if len(t) > 3 and not t[3].isdigit():
+        return f"the number of samples (4th field) '{t[3]}' is not an integer"
+    return None
+
+
+def header_problem(text: str) -> tuple[int, str] | None:
+    """(line number, problem) of the first line of a WFDB header that does not parse, or
+    None; wfdb itself only says 'invalid syntax' or fails with an IndexError."""
+    lines = [(i, ln.strip()) for i, ln in enumerate(text.splitlines(), 1)
+             if ln.strip() and not ln.strip().startswith("#")]
+    if not lines:
+        return 1, "no record line ('<record> <signals> <frequency> <samples>')"
+    lineno, record = lines[0]
+    problem = _record_line_problem(record)
+    if problem:
+        return lineno, f"record line '{record}': {problem}"
+    if "/" in record.split()[0]:  # multi-segment record: segment lines, not signal lines
+        return None
+    n_sig = int(record.split()[1])
+    signals = lines[1:1 + n_sig]
+    if len(signals) < n_sig:
+        last = lines[-1][0]
+        return last, f"the record line says {n_sig} signals but only {len(signals)} signal line(s) follow"
+    for lineno, line in signals:
+        t = line.split()
+        if len(t) < 2 or not _FORMAT.fullmatch(t[1]):
+            return lineno, (f"signal line '{line}': expected '<file> <format> ...' with a "
+                            "storage format such as 212")
+    return None
+
+
+def read_header(path: Path):
+    """wfdb's header of record `path`, or a ValueError naming the .hea file, line and problem."""
+    import wfdb
+
+    hea = path.parent / f"{path.name}.hea"
+    found = header_problem(hea.read_text(encoding="utf-8", errors="replace"))
+    if found:
+        lineno, problem = found
+        raise ValueError(f"{hea}, line {lineno}: {problem}; the header is damaged: {FIX}.")
+    return _read_with(wfdb.rdheader, path, ".hea")
+
+
+def check_signal_files(path: Path, header) -> None:
+    """Refuse a .dat file shorter than its header says (a truncated copy), which wfdb would
+    report as a numpy broadcast error."""
+    n = len(header.file_name)
+    need: dict[str, Fraction] = {}
+    for name, fmt, spf, offset in zip(header.file_name, header.fmt,
+                                      header.samps_per_frame or [1] * n,
+                                      header.byte_offset or [0] * n):
+        if str(fmt) not in BYTES_PER_SAMPLE:
+            return
+        per_frame = BYTES_PER_SAMPLE[str(fmt)] * int(spf or 1)
+        need[name] = need.get(name, Fraction(int(offset or 0))) + per_frame * int(header.sig_len)
+    for name, size in need.items():
+        dat = path.parent / name
+        have = dat.stat().st_size
+        if have < int(size):  # floor: an odd sample count of format 212 ends mid-byte
+            raise ValueError(f"{dat} is truncated: {have} bytes, but {path.name}.hea says "
+                             f"{header.sig_len} samples per signal, which take {int(size)} "
+                             f"bytes; {FIX}.")
+
+
+def _read_with(reader, path: Path, suffix: str, *args, **kwargs):
+    """Call a wfdb reader; its errors on a damaged file become one message naming the file."""
+    try:
+        return reader(str(path), *args, **kwargs)
+    except FileNotFoundError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, OSError, EOFError) as e:
+        raise ValueError(f"{path.parent / (path.name + suffix)} could not be read "
+                         f"({type(e).__name__}: {e}); the file is damaged: {FIX}.") from e
 
 
 def _odd(n: float) -> int:

@@ -31,9 +31,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from utils.atomic import save_npz_atomic
 from utils.download import DataUnavailable, DownloadError, fetch, sha256_of
+from utils.paths import inside_data_dir
 
+from . import npz_cache
 from . import ucr_uea_catalog as catalog
 from .base import ArrayDataset, DataBundle
 from .ts_readers import SUPPORTED_EXTENSIONS, canonical_label, pad_series, read_split
@@ -58,7 +59,7 @@ TS2VEC_RESCALED_UCR = frozenset({
     "ShakeGestureWiimoteZ", "SmoothSubspace", "UMD",
 })
 MAX_EXTRACT_BYTES = 8 << 30  # one extracted file; guards against a zip bomb
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # bump when parsing changes its output
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # also keeps the name inside data_dir
 
 
@@ -81,12 +82,14 @@ def _checked_settings(data) -> tuple[str, str, str, float]:
 
 
 def _files(data, data_dir: Path, archive: str, name: str):
-    """The dataset's TRAIN/TEST files, downloaded first when missing and data.download is set."""
-    files = locate(data_dir / archive / name, name)
+    """The dataset's TRAIN/TEST files, downloaded first when missing and data.download is set.
+    data.archive and data.name must lead to a folder inside the data directory."""
+    folder = inside_data_dir(data_dir, ("data.archive", archive), ("data.name", name))
+    files = locate(folder, name)
     if files is None:
         if data.get("download", False):
-            download_dataset(data_dir / archive, archive, name, data)
-            files = locate(data_dir / archive / name, name)
+            download_dataset(inside_data_dir(data_dir, archive), archive, name, data)
+            files = locate(folder, name)
         if files is None:
             raise DataUnavailable(missing_message(data_dir, archive, name, data))
     return files
@@ -197,8 +200,7 @@ def _source_url(data, name: str) -> str:
 
 
 def _cache_dir(cfg) -> Path | None:
-    d = cfg.paths.get("cache_dir")
-    return Path(str(d)) / "ucr_uea" if d else None
+    return npz_cache.folder(cfg.paths.get("cache_dir"), "ucr_uea")
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -222,22 +224,24 @@ def parse_files(files: dict[str, Path]) -> dict:
 
 
 def load_arrays(files: dict[str, Path], cache_dir: Path | None) -> dict:
-    """parse_files, cached in cache_dir keyed by the files' paths, sizes and times."""
+    """parse_files, cached in cache_dir keyed by the sha256 of the TRAIN/TEST files (content,
+    not paths or times, so a file changed in place and later restored never reads arrays
+    parsed from another version). An unusable cache directory is reported once and skipped."""
     if cache_dir is None:
         return parse_files(files)
-    stamp = [_CACHE_VERSION] + [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
-                                for p in files.values()]
-    key = hashlib.sha1(json.dumps(stamp).encode()).hexdigest()[:16]
-    path = cache_dir / f"{files['TRAIN'].stem[:-len('_TRAIN')]}_{key}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile):
-            log.warning("ignoring unreadable cache file %s", path)
+    path = cache_dir / f"{files['TRAIN'].stem[:-len('_TRAIN')]}_{cache_key(files)}.npz"
+    cached = npz_cache.load(path)
+    if cached is not None:
+        return cached
     arrays = parse_files(files)
-    save_npz_atomic(arrays, path)     # a concurrent run never reads half a file
+    npz_cache.save(path, arrays)
     return arrays
+
+
+def cache_key(files: dict[str, Path]) -> str:
+    # the file names stay in the key: the extension chooses the parser
+    stamp = [_CACHE_VERSION] + [[s, files[s].name, sha256_of(files[s])] for s in SPLITS]
+    return hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]
 
 
 def encode_labels(train_labels, test_labels, where: str = "") -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -54,3 +54,14 @@ def require_files(data_dir: Path, *relpaths: str) -> None:
         raise DataUnavailable(f"{', '.join(missing)} not in the data directory {data_dir} "
                               "(DATA_DIR); python scripts/fetch_data.py fetches the datasets the "
                               "tests use")
+
+
+def copy_data(data_dir: Path, dest: Path, *relpaths: str) -> Path:
+    """Writable copies of dataset files under ``dest`` (same relative paths), for tests that
+    damage them; the data directory itself is never written. Absent files: DataUnavailable."""
+    require_files(data_dir, *relpaths)
+    for rel in relpaths:
+        target = Path(dest) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((Path(data_dir) / rel).read_bytes())
+    return Path(dest)
