@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from data_provider import forecast_data, mitdb_files, ucr_uea  # noqa: E402
 from data_provider.mitdb_manifest import MITDB_FILES  # noqa: E402
-from utils.download import DownloadError, fetch  # noqa: E402
+from utils.download import DownloadError, fetch, sha256_of  # noqa: E402
 
 UCR = ["ECG200", "ECG5000", "GunPoint", "Coffee", "ArrowHead", "ItalyPowerDemand"]
 UEA = ["BasicMotions", "JapaneseVowels", "AtrialFibrillation", "Epilepsy"]
@@ -45,11 +45,13 @@ KNOWN = ALL + [f"ett:{n}" for n in forecast_data.ETT_FILES if n not in ETT] + ["
 def fetch_mitdb(data_dir: Path) -> str:
     folder = data_dir / "mitdb"
     records = sorted({int(name.split(".")[0]) for name in MITDB_FILES})
-    if not mitdb_files.missing_files(folder, records):
-        return "present"
-    mitdb_files.ensure_records(folder, records, download=True,
-                               source_url="https://physionet.org/files/mitdb/1.0.0/")
-    return f"downloaded to {folder}"
+    fetched = bool(mitdb_files.missing_files(folder, records))
+    if fetched:
+        mitdb_files.ensure_records(folder, records, download=True,
+                                   source_url="https://physionet.org/files/mitdb/1.0.0/")
+    # every file, also those already there, is the official one
+    mitdb_files.verify_records(folder, mitdb_files.record_digests(folder, records), verify=True)
+    return f"downloaded to {folder}" if fetched else "present (sha256 verified)"
 
 
 def fetch_archive(data_dir: Path, family: str, name: str) -> str:
@@ -65,7 +67,10 @@ def fetch_ett(data_dir: Path, name: str) -> str:
     path = data_dir / "forecast" / "ETT-small" / f"{name}.csv"
     size, sha = forecast_data.ETT_FILES[name]
     if path.is_file():
-        return "present"
+        if sha256_of(path) != sha:
+            raise ValueError(f"{path} is not the official file (its sha256 differs); delete it "
+                             "and fetch it again")
+        return "present (sha256 verified)"
     fetch(forecast_data.ETT_URL.format(name=name), path, size=size, sha256=sha)
     return f"downloaded to {path}"
 
@@ -84,7 +89,7 @@ def fetch_one(data_dir: Path, key: str) -> tuple[bool, str]:
             return True, fetch_archive(data_dir, family, name)
         if family == "ett" and name in forecast_data.ETT_FILES:
             return True, fetch_ett(data_dir, name)
-    except (DownloadError, OSError) as err:
+    except (DownloadError, OSError, ValueError) as err:
         return False, f"failed: {err}"
     return False, f"unknown dataset '{key}'; --list shows the known ones"
 

@@ -19,6 +19,7 @@ def test_present_datasets_are_reported_and_nothing_is_fetched(data_dir):
                         "ucr:ECG200", "ett:ETTh1"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert [line.split()[1] for line in r.stdout.splitlines()] == ["present", "present"]
+    assert "sha256 verified" in r.stdout.splitlines()[1]
 
 
 def test_missing_file_is_downloaded_and_verified(data_dir, tmp_path, serve, monkeypatch):
