@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The self-supervised method zoo (issue 5). Every method x seed is pretrained once without labels,
+# The self-supervised method zoo. Every method x seed is pretrained once without labels,
 #   - on MIT-BIH: the DS1 training records (data=ecg), evaluated on the DS2 AAMI beat classes with
 #     the frozen encoder: linear and knn at label fractions 1.0 and 0.01;
 #   - on UCR ECG200: the official TRAIN split, evaluated on TEST with svm, linear and knn;

@@ -8,8 +8,8 @@ the pretraining wall time (seconds, mean over seeds: metrics.json "train_seconds
 Reads every benchmark.json ({"data", "method", "seed"}) with the metrics.json beside it (the
 main evaluation under "test", the others under "evaluations"); writes summary.md and
 summary.csv into that directory and prints the markdown tables. The last table sets each
-method beside the random encoder of its architecture (issue 5's bar: macro-F1 gain in points
-of the seed means, and how many methods gain at least ``--margin``).
+method beside the random encoder of its architecture (macro-F1 gain in points of the seed
+means, and how many methods gain at least ``--margin``).
 """
 from __future__ import annotations
 

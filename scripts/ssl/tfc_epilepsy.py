@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""TF-C on TFC/Epilepsy (issue 5): does TF-C pretraining help the paper's fine-tuning?
+"""TF-C on TFC/Epilepsy: does TF-C pretraining help the paper's fine-tuning?
 
 Every row is the real command ``python main.py experiment=tfc_epilepsy ...`` (run in-process
 through main.run, one run directory each) for seeds 0, 1, 2:
