@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from exp import get_exp_class
 from utils.config_check import check_config
+from utils.objective import sweep_objective
 from utils.refusal import refuse_on_error
 from utils.run_directory import RunDirectory
 from utils.seed import seed_everything
@@ -38,7 +39,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """One run; returns the monitored validation metric for a sweeper (utils/objective.py)."""
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     # a refusal is printed, not logged: main.log may belong to another run of that directory
@@ -47,7 +49,7 @@ def main(cfg: DictConfig) -> None:
         run_dir.admit(overrides, resume=bool(cfg.trainer.resume),
                       allow_changes=bool(cfg.trainer.get("resume_allow_changes", False)))
         run_dir.write_configs(cfg, hc, overrides)
-        run(cfg, run_dir.path)
+        return sweep_objective(cfg, run(cfg, run_dir.path))
 
 
 if __name__ == "__main__":
