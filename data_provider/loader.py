@@ -28,10 +28,33 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return g
 
 
+def batch_indices(order: torch.Tensor, batch_size: int, drop_last: bool, world: int = 1,
+                  rank: int = 0) -> list[torch.Tensor]:
+    """The index batches of one rank. One process: ``order`` cut into batches (the last,
+    smaller one kept unless drop_last). ``world`` processes: ``order`` cut into global batches
+    of world x batch_size, rank r taking the r-th part of each, so the union of the ranks'
+    batches at a step is the one-process batch of world x batch_size; a last, smaller global
+    batch is split evenly, wrapping around to the epoch's first samples so every rank has the
+    same number of batches of the same size."""
+    n = len(order)
+    per = batch_size * world
+    full, rest = divmod(n, per)
+    keep_tail = rest and not (drop_last and n > per)
+    if world == 1:
+        return [order[b * batch_size:(b + 1) * batch_size] for b in range(full + bool(keep_tail))]
+    batches = [order[g * per + rank * batch_size:g * per + (rank + 1) * batch_size]
+               for g in range(full)]
+    if keep_tail:
+        k = -(-rest // world)
+        tail = torch.cat([order[full * per:], order[:k * world - rest]])
+        batches.append(tail[rank * k:(rank + 1) * k])
+    return batches
+
+
 class ArrayBatches:
     def __init__(self, dataset: ArrayDataset, batch_size: int, shuffle: bool, drop_last: bool,
                  generator: torch.Generator | None, device: torch.device | None = None,
-                 max_per_class: int | None = None):
+                 max_per_class: int | None = None, world: int = 1, rank: int = 0):
         self.arrays = dataset.arrays
         if device is not None:
             self.arrays = {k: v.to(device) for k, v in self.arrays.items()}
@@ -41,7 +64,7 @@ class ArrayBatches:
         self.generator = generator
         self.order = self._epoch_order(max_per_class)
         self.n = len(self.order)
-        self.drop_last = drop_last and self.n > batch_size
+        self.batches = batch_indices(self.order, batch_size, drop_last, world, rank)
 
     def _epoch_order(self, max_per_class: int | None) -> torch.Tensor:
         """Sample order of this epoch. With ``max_per_class``, every class contributes at
@@ -64,13 +87,10 @@ class ArrayBatches:
         return kept[torch.randperm(len(kept), generator=self.generator)]
 
     def __len__(self) -> int:
-        full, rest = divmod(self.n, self.batch_size)
-        return full if (self.drop_last or rest == 0) else full + 1
+        return len(self.batches)
 
     def __iter__(self):
-        order = self.order
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+        for idx in self.batches:
             if self.arrays and next(iter(self.arrays.values())).is_cuda:
                 idx = idx.to(next(iter(self.arrays.values())).device, non_blocking=True)
             yield {k: v[idx] for k, v in self.arrays.items()}
@@ -78,20 +98,26 @@ class ArrayBatches:
 
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int, epoch: int = 0,
                 drop_last: bool = False, num_workers: int = 0, device: torch.device | None = None,
-                on_device: bool = False, max_per_class: int | None = None):
+                on_device: bool = False, max_per_class: int | None = None, world: int = 1,
+                rank: int = 0):
+    """The loader of one split; training batches of rank ``rank`` of ``world`` processes
+    (``batch_indices``), evaluation batches in order, never dropping a sample."""
     gen = epoch_generator(seed, epoch) if train else None
+    world = world if train else 1
     if isinstance(dataset, ArrayDataset) and num_workers == 0:
         return ArrayBatches(dataset, batch_size, shuffle=train, drop_last=train and drop_last,
                             generator=gen, device=device if on_device else None,
-                            max_per_class=max_per_class if train else None)
+                            max_per_class=max_per_class if train else None, world=world, rank=rank)
     if train and max_per_class is not None:
         raise ValueError("trainer.max_per_class needs an in-memory dataset and trainer.num_workers=0")
+    common = dict(num_workers=num_workers, worker_init_fn=seed_worker, collate_fn=collate_batch,
+                  pin_memory=device is not None and device.type == "cuda", persistent_workers=False)
+    if world > 1:        # this rank's share of the epoch's global batches
+        order = torch.randperm(len(dataset), generator=gen)
+        batches = [b.tolist() for b in batch_indices(order, batch_size, drop_last, world, rank)]
+        return DataLoader(dataset, batch_sampler=batches, **common)
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=gen,
-                      drop_last=train and drop_last and len(dataset) > batch_size,
-                      num_workers=num_workers, worker_init_fn=seed_worker,
-                      collate_fn=collate_batch,
-                      pin_memory=device is not None and device.type == "cuda",
-                      persistent_workers=False)
+                      drop_last=train and drop_last and len(dataset) > batch_size, **common)
 
 
 def dataset_nbytes(dataset: Dataset) -> int | None:
@@ -107,22 +133,21 @@ class GroupBatches:
     The batch count equals ArrayBatches' for the same size and drop_last."""
 
     def __init__(self, dataset: ArrayDataset, groups: torch.Tensor, batch_size: int,
-                 generator: torch.Generator, drop_last: bool):
+                 generator: torch.Generator, drop_last: bool, world: int = 1, rank: int = 0):
         _, counts = torch.unique_consecutive(groups, return_counts=True)
         runs = torch.split(torch.arange(len(groups)), counts.tolist())
         order = torch.randperm(len(runs), generator=generator)
         self.order = torch.cat([runs[i] for i in order.tolist()])
         self.arrays, self.batch_size = dataset.arrays, batch_size
-        n = len(self.order)
-        self.n_batches = n // batch_size if drop_last and n > batch_size else -(-n // batch_size)
+        self.batches = batch_indices(self.order, batch_size, drop_last, world, rank)
 
     def __len__(self) -> int:
-        return self.n_batches
+        return len(self.batches)
 
     def __iter__(self):
         device = next(iter(self.arrays.values())).device
-        for b in range(self.n_batches):
-            idx = self.order[b * self.batch_size:(b + 1) * self.batch_size].to(device)
+        for idx in self.batches:
+            idx = idx.to(device)
             yield {k: v[idx] for k, v in self.arrays.items()}
 
 
@@ -134,9 +159,10 @@ class SplitLoaders:
     training sample) training batches hold whole groups."""
 
     def __init__(self, splits: dict, trainer, batch_size: int, seed: int, device: torch.device,
-                 groups: torch.Tensor | None = None):
+                 groups: torch.Tensor | None = None, world: int = 1, rank: int = 0):
         self.splits, self.trainer, self.batch_size = splits, trainer, int(batch_size)
         self.seed, self.device, self.groups = int(seed), device, groups
+        self.world, self.rank = world, rank          # training batches: this rank's share
         self._on_device: dict[str, ArrayDataset] = {}
 
     def has(self, split: str) -> bool:
@@ -153,8 +179,11 @@ class SplitLoaders:
         return ds
 
     def _keep_on_device(self, ds) -> bool:
-        mode = str(self.trainer.data_on_device)
-        if self.device.type != "cuda" or not isinstance(ds, ArrayDataset) or mode == "false":
+        # Hydra gives true/false from the command line as a bool, auto as a string
+        mode = str(self.trainer.data_on_device).lower()
+        workers = int(self.trainer.get("num_workers", 0) or 0)
+        if self.device.type != "cuda" or not isinstance(ds, ArrayDataset) or mode == "false" \
+                or workers > 0:           # worker processes batch CPU tensors (then pinned)
             return False
         return mode == "true" or (dataset_nbytes(ds) or 0) <= ON_DEVICE_MAX_BYTES
 
@@ -162,7 +191,8 @@ class SplitLoaders:
         t = self.trainer
         if train and split == "train" and self.groups is not None:
             return GroupBatches(self.dataset(split), self.groups, self.batch_size,
-                                epoch_generator(self.seed, epoch), bool(t.drop_last))
+                                epoch_generator(self.seed, epoch), bool(t.drop_last),
+                                self.world, self.rank)
         return self.plain(split, train, epoch)
 
     def plain(self, split: str, train: bool, epoch: int = 0, batch_size: int | None = None):
@@ -172,4 +202,5 @@ class SplitLoaders:
         return make_loader(self.dataset(split), batch_size=bs, train=train, seed=self.seed,
                            epoch=epoch, drop_last=t.drop_last, num_workers=t.num_workers,
                            device=self.device,
-                           max_per_class=t.get("max_per_class") if train else None)
+                           max_per_class=t.get("max_per_class") if train else None,
+                           world=self.world, rank=self.rank)

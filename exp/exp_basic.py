@@ -33,8 +33,9 @@ from data_provider.base import DataBundle
 from data_provider.data_factory import data_provider
 from data_provider.loader import SplitLoaders
 from models.base import hooks_of
+from utils import distributed
 from utils.budget import TrainingBudget, resolve_budget
-from utils.checkpoint import Checkpointer, load_checkpoint
+from utils.checkpoint import Checkpointer, load_checkpoint, strip_wrappers
 from utils.device import acquire_device, amp_dtype
 from utils.early_stopping import EarlyStopping, monitor_mode
 from utils.instantiate import build
@@ -42,8 +43,9 @@ from utils.metrics import flatten_metrics, summary_line, unflatten_metrics
 from utils.optim import ScheduleStepper, build_optimizer, build_scheduler
 from utils.results import write_results
 from utils.runtime import apply_runtime_settings
+from utils.seed import get_rng_state
 from utils.tb import TensorBoardLogger
-from utils.train_step import batch_size_of, split_loss
+from utils.train_step import LossMeter, batch_size_of, split_loss
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +59,22 @@ class Exp_Basic:
         self.data: DataBundle = self._get_data()
         self.meta = self.data.meta
         t = cfg.trainer
-        self.loaders = SplitLoaders(self.data.splits, t, int(t.batch_size), int(cfg.seed), self.device)
+        self.loaders = SplitLoaders(self.data.splits, t, int(t.batch_size), int(cfg.seed), self.device,
+                                    world=distributed.world_size(), rank=distributed.rank())
         self.budget: TrainingBudget = self._resolve_budget()
         self.loaders.batch_size = self.budget.batch_size
         self.model = self._build_model().to(self.device)
+        if distributed.active() and t.get("sync_batchnorm", False):
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.hooks = hooks_of(self.model)
+        self.net = self._forward_module(distributed.active())
         self.criterion = self._select_criterion()
         if isinstance(self.criterion, nn.Module):
             self.criterion = self.criterion.to(self.device)
         self.optimizer, self.scheduler = self._select_optimizer()
         self.schedule = ScheduleStepper(self.scheduler, self.optimizer, cfg.get("scheduler"))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
-        self.tb = TensorBoardLogger(self.run_dir)
+        self.tb = TensorBoardLogger(self.run_dir, enabled=distributed.is_main())   # rank 0 writes
         self.state = {"epoch": 0, "step": 0}
         self.stopper = EarlyStopping(str(cfg.task.get("monitor", "loss")),
                                      str(cfg.task.get("monitor_mode", "auto")), t.patience)
@@ -77,7 +83,22 @@ class Exp_Basic:
 
     # ------------------------------------------------------------------ setup
     def _acquire_device(self) -> torch.device:
-        return acquire_device(str(self.cfg.trainer.device))
+        return acquire_device(str(self.cfg.trainer.device),
+                              distributed.local_rank() if distributed.active() else None)
+
+    def _forward_module(self, distributed_training: bool) -> nn.Module:
+        """What batches go through: the model in DistributedDataParallel while several
+        processes train, compiled when trainer.compile=true. Hooks, encode and checkpoints
+        use self.model itself."""
+        net = (distributed.wrap(self.model, self.device,
+                                bool(self.cfg.trainer.get("find_unused_parameters", True)))
+               if distributed_training else self.model)
+        return torch.compile(net) if self.cfg.trainer.get("compile", False) else net
+
+    def end_distributed_training(self) -> None:
+        """After training: rank 0 evaluates alone, through the model itself."""
+        if distributed.active():
+            self.net = self._forward_module(False)
 
     def _get_data(self) -> DataBundle:
         return data_provider(self.cfg)
@@ -102,7 +123,8 @@ class Exp_Basic:
 
     def _select_optimizer(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = build_optimizer(self.cfg.optimizer, params, self.hooks.fixed_lr_parameters())
+        optimizer = build_optimizer(self.cfg.optimizer, params, self.hooks.fixed_lr_parameters(),
+                                    global_batch=int(self.cfg.trainer.batch_size) * distributed.world_size())
         # ReduceLROnPlateau follows the monitored validation metric in its direction
         mode = monitor_mode(str(self.cfg.task.get("monitor", "loss")),
                             str(self.cfg.task.get("monitor_mode", "auto")))
@@ -163,8 +185,10 @@ class Exp_Basic:
         epoch, t0 = self.state["epoch"], time.perf_counter()
         self.hooks.on_train_epoch_start(epoch)       # e.g. PatchTST's head-only epochs
         train_loss = self._train_epoch(epoch)
-        # without a validation split the monitored metrics are the train loss itself
+        # without a validation split the monitored metrics are the train loss itself; every
+        # rank decides on rank 0's numbers
         val_metrics = self.vali("val") if monitor_split == "val" else {"loss": train_loss}
+        val_metrics = distributed.broadcast_object(val_metrics)
         flat_metrics = flatten_metrics(val_metrics)
         if monitor_split == "val":
             # kept as flat floats (checkpoint-safe): metrics.json shows the last epoch beside the best
@@ -186,7 +210,7 @@ class Exp_Basic:
     def _train_epoch(self, epoch: int) -> float:
         self.model.train()
         loader = self._loader("train", train=True, epoch=epoch)
-        total, count = 0.0, 0
+        meter = LossMeter()
         # a step-bounded run shows the steps it will take, not the epoch's batches it will skip
         n_batches = len(loader) if hasattr(loader, "__len__") else None
         left = self.budget.steps_left(self.state["step"])
@@ -196,14 +220,15 @@ class Exp_Basic:
                    disable=not self.cfg.trainer.progress, dynamic_ncols=True)
         for batch in bar:
             loss, parts, n = self._train_step(batch)
-            total += float(loss) * n
-            count += n
+            meter.add(loss, n, self.state["step"])
             if self.state["step"] % int(self.cfg.trainer.log_every_n_steps) == 0:
+                meter.check()                 # the loss is read here anyway
                 self.tb.train_step(self.state["step"], loss, self.optimizer.param_groups[0]["lr"], parts)
                 bar.set_postfix(loss=f"{float(loss):.4f}")
             if self.budget.steps_left(self.state["step"]) == 0:
                 break
-        return total / max(count, 1)
+        meter.check()
+        return meter.mean()
 
     def _train_step(self, batch: dict) -> tuple[torch.Tensor, dict, int]:
         """Forward, backward and optimizer step on one batch: (loss, loss parts, batch size)."""
@@ -212,7 +237,7 @@ class Exp_Basic:
         with self._autocast():
             loss, _ = self._process_one_batch(batch, train=True)
         loss, parts = split_loss(loss)
-        if not torch.isfinite(loss):
+        if loss.device.type == "cpu" and not torch.isfinite(loss):   # free on the CPU: stop at once
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.state['step']}; lower "
                 "optimizer.lr, set trainer.grad_clip, or check the input data for NaN")
@@ -235,24 +260,25 @@ class Exp_Basic:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def _collect(self, split: str) -> tuple[dict[str, np.ndarray], float]:
-        """Run the model over a whole split (no sample dropped); gather outputs on CPU."""
+        """Run the model over a whole split (no sample dropped); the outputs as host arrays."""
         self.model.eval()
         gathered: dict[str, list] = {}
-        total, count = 0.0, 0
+        total, count = None, 0                     # summed on the device, read once
         for batch in self._loader(split, train=False):
             batch = self._to_device(batch)
             with self._autocast():
                 loss, outputs = self._process_one_batch(batch, train=False)
             n = batch_size_of(batch)
             if loss is not None:
-                total += float(split_loss(loss)[0]) * n
+                value = split_loss(loss)[0].detach().double() * n
+                total = value if total is None else total + value
                 count += n
             for k, v in outputs.items():
-                if torch.is_tensor(v):
-                    gathered.setdefault(k, []).append(v.detach().float().cpu().numpy()
-                                                      if v.is_floating_point() else v.cpu().numpy())
-        collected = {k: np.concatenate(v) for k, v in gathered.items()}
-        return collected, (total / count if count else float("nan"))
+                if torch.is_tensor(v):        # kept on the device: one copy to the host at the end
+                    gathered.setdefault(k, []).append(v.detach().float() if v.is_floating_point()
+                                                      else v.detach())
+        collected = {k: torch.cat(v).cpu().numpy() for k, v in gathered.items()}
+        return collected, (float(total) / count if count else float("nan"))
 
     def vali(self, split: str = "val") -> dict:
         return self.evaluate(split, log_figures=False)
@@ -289,16 +315,19 @@ class Exp_Basic:
 
     # ------------------------------------------------------------------ checkpoints
     def _write_checkpoints(self, improved: bool, final: bool) -> None:
-        self.checkpointer.write(self._checkpoint, self.state["epoch"], improved, final)
+        rng = distributed.gather_objects(get_rng_state())       # every rank's, for the resume
+        if distributed.is_main():
+            self.checkpointer.write(lambda: self._checkpoint(rng), self.state["epoch"], improved, final)
 
-    def _checkpoint(self) -> dict:
+    def _checkpoint(self, rng: list | None = None) -> dict:
         return self.checkpointer.snapshot(self.model, self.optimizer, self.scheduler, self.scaler,
                                           {**self.state, **self.stopper.state_dict()},
-                                          OmegaConf.to_yaml(self.budget.applied_to(self.cfg)))
+                                          OmegaConf.to_yaml(self.budget.applied_to(self.cfg)),
+                                          rng or [get_rng_state()])
 
     def _resume(self) -> None:
         state = self.checkpointer.resume(self.model, self.optimizer, self.scheduler, self.scaler,
-                                         self.device)
+                                         distributed.rank(), distributed.world_size())
         self.stopper.load_state_dict(state)
         stopper_keys = self.stopper.state_dict()
         self.state.update({k: v for k, v in state.items() if k not in stopper_keys})
@@ -311,4 +340,4 @@ class Exp_Basic:
         if not path.is_file():
             log.warning("%s not found; using the current weights", path)
             return
-        self.model.load_state_dict(load_checkpoint(path, map_location=self.device)["model"])
+        self.model.load_state_dict(strip_wrappers(load_checkpoint(path, map_location=self.device)["model"]))

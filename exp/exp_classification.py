@@ -27,7 +27,7 @@ class Exp_Classification(Exp_Basic):
 
     def _forward(self, batch: dict, x: torch.Tensor) -> torch.Tensor:
         extra = {k: batch[k] for k in self._extra_inputs if k in batch}
-        return self.model(x, **extra)
+        return self.net(x, **extra)
 
     def _process_one_batch(self, batch: dict, train: bool):
         alpha = float(self.cfg.trainer.get("mixup_alpha", 0.0) or 0.0)

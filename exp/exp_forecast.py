@@ -53,7 +53,7 @@ class Exp_Forecast(Exp_Basic):
         available = {"x_mark": x_mark, "y_mark": y_mark}
         if "x_dec" in self._inputs:
             available["x_dec"] = self._decoder_input(x)
-        return self.model(x, **{k: available[k] for k in self._inputs if available.get(k) is not None})
+        return self.net(x, **{k: available[k] for k in self._inputs if available.get(k) is not None})
 
     def _process_one_batch(self, batch: dict, train: bool):
         out = self._forward(batch["x"], batch.get("x_mark"), batch.get("y_mark"))

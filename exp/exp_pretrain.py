@@ -137,7 +137,7 @@ class Exp_Pretrain(Exp_Basic):
                  "no pretraining in this run", path, self.state["step"])
 
     def _process_one_batch(self, batch: dict, train: bool):
-        outputs = self.model(batch)
+        outputs = self.net(batch)
         loss = self.criterion(outputs, batch)
         # per-batch outputs (crops of random length) are not gathered over a split
         return loss, {}

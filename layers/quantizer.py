@@ -38,9 +38,14 @@ class GumbelVectorQuantizer(nn.Module):
         # G*V codebook entries of d/G dimensions
         self.codebook = nn.Parameter(torch.empty(num_groups * num_vars, code_dim // num_groups).uniform_())
         self.register_buffer("temperature", torch.tensor(float(max_temp)))
+        # the buffer's value on the host, so a training step never waits to read it
+        self.tau = float(self.temperature)
+        self.register_load_state_dict_post_hook(_refresh_tau)
 
     def set_step(self, step: int) -> None:
-        self.temperature.fill_(max(self.max_temp * self.temp_decay ** step, self.min_temp))
+        value = torch.tensor(max(self.max_temp * self.temp_decay ** step, self.min_temp))
+        self.temperature.copy_(value)
+        self.tau = float(value)
 
     def forward(self, z: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
         """z [B, T, in_dim] -> q [B, T, code_dim] plus the diversity statistics.
@@ -49,7 +54,7 @@ class GumbelVectorQuantizer(nn.Module):
         G, V = self.num_groups, self.num_vars
         logits = self.weight_proj(z).view(B * T, G, V).float()
         if self.training:
-            onehot = F.gumbel_softmax(logits, tau=float(self.temperature), hard=True, dim=-1)
+            onehot = F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)
         else:
             onehot = F.one_hot(logits.argmax(-1), V).to(logits.dtype)
         # product quantisation: one entry per group, concatenated
@@ -69,3 +74,7 @@ class GumbelVectorQuantizer(nn.Module):
         diversity = (G * V - perplexity) / (G * V)
         return {"q": q, "indices": onehot.argmax(-1).view(B, T, G), "perplexity": perplexity,
                 "code_perplexity": code_perplexity, "diversity_loss": diversity}
+
+
+def _refresh_tau(module, incompatible_keys) -> None:
+    module.tau = float(module.temperature)

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,6 +134,7 @@ def run_side(tree: Path, out: Path, names: list[str], data_dir: str) -> dict[str
         run_dir = out / name
         if (run_dir / "metrics.json").is_file():
             continue                                  # recorded already (an interrupted call)
+        shutil.rmtree(run_dir, ignore_errors=True)    # a failed earlier attempt of this script
         overrides = [o.replace("{runs}", str(out)) for o in RUNS[name]]
         cmd = [sys.executable, "main.py", *overrides, *COMMON, f"paths.data_dir={data_dir}",
                f"paths.cache_dir={out / '.cache'}", f"hydra.run.dir={run_dir}"]

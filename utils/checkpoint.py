@@ -32,6 +32,18 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def strip_wrappers(state_dict: dict) -> dict:
+    """Model weights saved from a wrapped module (DistributedDataParallel's ``module.``,
+    torch.compile's ``_orig_mod.``) under the plain module's names."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
 def cpu_copy(obj):
     """A copy of a checkpoint dict whose tensors no longer follow the live model/optimizer."""
     if isinstance(obj, torch.Tensor):
@@ -78,31 +90,43 @@ class Checkpointer:
                 self.pending_best = None
 
     @staticmethod
-    def snapshot(model, optimizer, scheduler, scaler, state: dict, config: str) -> dict:
-        """The checkpoint dict: everything a resumed run needs to continue exactly."""
-        return {
+    def snapshot(model, optimizer, scheduler, scaler, state: dict, config: str,
+                 rng: list[dict]) -> dict:
+        """The checkpoint dict: everything a resumed run needs to continue exactly; ``rng``
+        holds every rank's RNG states (one for one process)."""
+        ckpt = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict(),
             "state": state,
-            "rng": get_rng_state(),
+            "rng": rng[0],
             "config": config,
         }
+        if len(rng) > 1:
+            ckpt["rng_ranks"] = rng
+        return ckpt
 
-    def resume(self, model, optimizer, scheduler, scaler, map_location) -> dict:
-        """Restore last.pt into the live objects and the RNGs; returns the loop state."""
+    def resume(self, model, optimizer, scheduler, scaler, rank: int = 0, world: int = 1) -> dict:
+        """Restore last.pt into the live objects and the RNGs; returns the loop state. Loaded
+        on the CPU: load_state_dict moves each tensor to its module's device, and the RNG
+        states must stay CPU byte tensors."""
         if not self.last.is_file():
             raise FileNotFoundError(
                 f"trainer.resume=true but {self.last} does not exist; resume needs the run "
                 "directory of the interrupted run: pass hydra.run.dir=<that run dir>")
-        ckpt = load_checkpoint(self.last, map_location=map_location)
-        model.load_state_dict(ckpt["model"])
+        ckpt = load_checkpoint(self.last, map_location="cpu")
+        saved_world = len(ckpt.get("rng_ranks", [None]))
+        if saved_world != world:
+            raise ValueError(f"{self.last} was written by {saved_world} process(es), this run has "
+                             f"{world}: resume with the same number of processes (torchrun "
+                             "--nproc_per_node / --nnodes), so every rank continues its own batches")
+        model.load_state_dict(strip_wrappers(ckpt["model"]))
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng_ranks"][rank] if world > 1 else ckpt["rng"])
         return dict(ckpt["state"])
 
     def path(self, which: str) -> Path:

@@ -11,7 +11,7 @@ from utils.instantiate import NON_ARGS, target_parameters
 
 CHOICES = {
     "trainer.precision": ("fp32", "bf16", "fp16"),
-    "trainer.data_on_device": ("auto", "true", "false", "True", "False"),
+    "trainer.data_on_device": ("auto", "true", "false", "True", "False"),   # a bool reads True/False
     "task.monitor_mode": ("auto", "min", "max"),
 }
 

@@ -15,10 +15,15 @@ class DeviceUnavailable(RuntimeError):
     """The configured device does not exist on this machine."""
 
 
-def acquire_device(want: str) -> torch.device:
-    """trainer.device: auto (CUDA when available) | cpu | cuda | cuda:N."""
-    if want in ("auto", "cpu"):
-        return torch.device("cuda" if want == "auto" and torch.cuda.is_available() else "cpu")
+def acquire_device(want: str, local_rank: int | None = None) -> torch.device:
+    """trainer.device: auto (CUDA when available) | cpu | cuda | cuda:N. Under torchrun
+    (``local_rank`` given) auto and cuda mean this process's GPU, cuda:<local rank>."""
+    if want == "cpu" or (want == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if local_rank is not None and want in ("auto", "cuda"):
+        want = f"cuda:{local_rank}"
+    elif want == "auto":
+        return torch.device("cuda")
     if not want.startswith("cuda"):
         raise ValueError(f"trainer.device={want} is not valid; use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
@@ -27,16 +32,18 @@ def acquire_device(want: str) -> torch.device:
     dev = torch.device(want)
     if dev.index is not None and dev.index >= torch.cuda.device_count():
         raise DeviceUnavailable(f"trainer.device={want} but only {torch.cuda.device_count()} "
-                           f"CUDA device(s) exist; use cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+                                f"CUDA device(s) exist; use cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+    torch.cuda.set_device(dev)
     return dev
 
 
 def amp_dtype(precision: str, device: torch.device):
-    """trainer.precision: fp32 | bf16 | fp16; mixed precision is for CUDA, a CPU run is fp32."""
+    """trainer.precision: fp32 | bf16 | fp16 autocast. bf16 runs on CUDA and on the CPU; fp16
+    (with its gradient scaler) is for CUDA, a CPU run of it is fp32."""
     if precision not in AMP_DTYPES:
         raise ValueError(f"trainer.precision={precision} is not valid; use fp32, bf16 or fp16")
-    if AMP_DTYPES[precision] is not None and device.type != "cuda":
-        log.warning("trainer.precision=%s is mixed precision for CUDA; running fp32 on %s",
-                    precision, device)
+    if precision == "fp16" and device.type != "cuda":
+        log.warning("trainer.precision=fp16 is mixed precision for CUDA; running fp32 on %s "
+                    "(trainer.precision=bf16 runs mixed precision on the CPU)", device)
         return None
     return AMP_DTYPES[precision]

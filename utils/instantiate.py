@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 # Config keys that describe a component but are not constructor arguments.
 # (optimizer.weight_decay_1d is read by utils/optim.py's parameter groups.)
-NON_ARGS = ("name", "interval", "weight_decay_1d")
+NON_ARGS = ("name", "interval", "weight_decay_1d", "lr_scale_batch")
 
 
 def target_parameters(target) -> set[str] | None:

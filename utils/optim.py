@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import torch
+from omegaconf import open_dict
 
 from utils.budget import TrainingBudget
 from utils.instantiate import build
@@ -33,7 +34,15 @@ def parameter_groups(params, fixed_lr: list, weight_decay_1d: bool = True):
             for (fixed, free), members in sorted(groups.items())]
 
 
-def build_optimizer(cfg_optimizer, params, fixed_lr: list) -> torch.optim.Optimizer:
+def build_optimizer(cfg_optimizer, params, fixed_lr: list, global_batch: int = 1) -> torch.optim.Optimizer:
+    """``optimizer.lr_scale_batch: B`` applies the linear scaling rule lr x global_batch / B
+    (DINO's lr x batch / 256), global_batch being trainer.batch_size times the number of
+    processes; null keeps lr as given."""
+    scale_batch = cfg_optimizer.get("lr_scale_batch")
+    if scale_batch:
+        cfg_optimizer = cfg_optimizer.copy()
+        with open_dict(cfg_optimizer):
+            cfg_optimizer.lr = float(cfg_optimizer.lr) * global_batch / float(scale_batch)
     optimizer = build(cfg_optimizer)(parameter_groups(
         params, fixed_lr, bool(cfg_optimizer.get("weight_decay_1d", True))))
     for group in optimizer.param_groups:

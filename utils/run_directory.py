@@ -48,6 +48,14 @@ class RunDirectory:
         self._lock = None
 
     def __enter__(self) -> "RunDirectory":
+        self.lock()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unlock()
+
+    def lock(self) -> None:
+        """Take the directory for this run's life, or refuse when another live run has it."""
         self.path.mkdir(parents=True, exist_ok=True)
         if fcntl is not None:
             handle = open(self.path / ".lock", "a+")
@@ -65,9 +73,8 @@ class RunDirectory:
             handle.write(str(os.getpid()))
             handle.flush()
             self._lock = handle
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def unlock(self) -> None:
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()

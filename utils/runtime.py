@@ -13,3 +13,9 @@ def apply_runtime_settings(cfg: DictConfig) -> None:
     # epochs) take a slow microcode path on x86 CPUs: TF-C's MIT-BIH epochs grew from 20 s to
     # 60-80 s without this. Flushing them to zero changes values below 1e-38 only.
     torch.set_flush_denormal(bool(cfg.trainer.get("flush_denormal", True)))
+    if torch.cuda.is_available() and not bool(cfg.trainer.get("deterministic", False)):
+        # TF32 matmuls/convolutions and cuDNN's autotuner: the speed a GPU run expects; a
+        # deterministic run keeps full fp32 and fixed algorithms
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True

@@ -11,20 +11,29 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 
 class TensorBoardLogger:
-    def __init__(self, log_dir: str | Path):
+    """Writes into ``log_dir``; a disabled logger (every rank but 0) writes nothing."""
+
+    def __init__(self, log_dir: str | Path, enabled: bool = True):
         self.log_dir = Path(log_dir)
+        self.enabled = enabled
         self._writer: SummaryWriter | None = None
 
     @property
     def writer(self) -> SummaryWriter:
+        if not self.enabled:
+            raise RuntimeError("this TensorBoardLogger is disabled (not rank 0)")
         if self._writer is None:
             self._writer = SummaryWriter(log_dir=str(self.log_dir))
         return self._writer
 
     def scalar(self, tag: str, value: float, step: int) -> None:
+        if not self.enabled:
+            return
         self.writer.add_scalar(tag, value, step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
+        if not self.enabled:
+            return
         for tag, v in values.items():
             self.writer.add_scalar(tag, v, step)
 
@@ -36,13 +45,21 @@ class TensorBoardLogger:
             self.scalar(f"train/loss/{k}", float(v), step)
 
     def figure(self, tag: str, fig, step: int = 0) -> None:
+        if not self.enabled:
+            import matplotlib.pyplot as plt
+            plt.close(fig)                 # drawn on every rank; kept by rank 0 only
+            return
         self.writer.add_figure(tag, fig, step, close=True)
 
     def embedding(self, features, labels=None, tag: str = "representations", step: int = 0) -> None:
+        if not self.enabled:
+            return
         self.writer.add_embedding(features, metadata=labels, tag=tag, global_step=step)
 
     def hparams(self, cfg: DictConfig, metrics: dict[str, float]) -> None:
         """Write the hparams plugin's summaries into this run's own event file."""
+        if not self.enabled:
+            return
         hp = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()
               if isinstance(v, (int, float, str, bool))}
         exp, ssi, sei = hparams_summary(hp, metrics)

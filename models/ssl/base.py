@@ -141,6 +141,9 @@ class SSLMethod(RepresentationModel):
         self.encode_batch_size = encode_batch_size
         self.views = build_views(augment, self.n_views)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        # the same count on the host: reading the buffer every step would wait for the GPU
+        self.steps_taken = 0
+        self.register_load_state_dict_post_hook(_refresh_steps_taken)
 
     # ---- views and representations ---------------------------------------------------
     @staticmethod
@@ -180,6 +183,7 @@ class SSLMethod(RepresentationModel):
     # ---- training hooks -------------------------------------------------------------
     def after_optimizer_step(self, step: int) -> None:
         self.step.fill_(int(step))
+        self.steps_taken = int(step)
 
     # ---- representation contract ------------------------------------------------------
     def eval_network(self) -> nn.Module:
@@ -193,3 +197,8 @@ class SSLMethod(RepresentationModel):
         if torch.is_tensor(mask):
             keep = keep & mask.to(x.device).to(torch.bool)
         return pool(self.eval_network()(x, keep), pooling, keep)
+
+
+def _refresh_steps_taken(module, incompatible_keys) -> None:
+    """After a checkpoint is loaded (resume), the host copy follows the restored buffer."""
+    module.steps_taken = int(module.step)

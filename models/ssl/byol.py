@@ -40,7 +40,7 @@ class BYOL(SSLMethod):
 
     def after_optimizer_step(self, step: int) -> None:
         super().after_optimizer_step(step)
-        tau = self.momentum_at(int(self.step))
+        tau = self.momentum_at(step)
         ema_update(self.target_backbone, self.backbone, tau)
         ema_update(self.target_projector, self.projector, tau)
 

@@ -55,7 +55,7 @@ class DINO(SSLMethod):
         x = batch["x"]
         global_views = self.make_views(x)
         local_views = self.make_views(x, self.local_views) if self.local_views else []
-        freeze = self.training and int(self.step) < self.freeze_steps
+        freeze = self.training and self.steps_taken < self.freeze_steps
         # one head pass over every crop's vector, as the paper's multi-crop wrapper: the
         # 65,536-wide weight-normalised layer is normalised, multiplied and back-propagated
         # once per step instead of once per crop
@@ -73,7 +73,7 @@ class DINO(SSLMethod):
 
     def after_optimizer_step(self, step: int) -> None:
         super().after_optimizer_step(step)
-        tau = self.momentum_at(int(self.step))
+        tau = self.momentum_at(step)
         ema_update(self.teacher_backbone, self.backbone, tau)
         ema_update(self.teacher_head, self.head, tau)
         if self._pending_center is not None:

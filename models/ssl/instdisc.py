@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.ssl.base import SSLMethod
+from utils.distributed import gather
 
 
 class InstDisc(SSLMethod):
@@ -43,6 +44,8 @@ class InstDisc(SSLMethod):
         self.nce_k = int(nce_k) if nce_k and int(nce_k) < self.n_data - 1 else 0
         self.register_buffer("bank", F.normalize(torch.randn(self.n_data, feature_dim), dim=1))
         self.register_buffer("log_z", torch.tensor(float("nan")))   # NaN = not estimated yet
+        self.log_z_known = False          # host-side: reading the buffer would wait for the GPU
+        self.register_load_state_dict_post_hook(_refresh_log_z_known)
         self._pending = None
 
     def features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -57,7 +60,7 @@ class InstDisc(SSLMethod):
                 raise ValueError("instdisc trains against a memory bank addressed by the batch key "
                                  "'index' (0..n_pretrain-1); the pretraining dataset must provide it")
             index = index.long().view(-1)
-            if int(index.max()) >= self.n_data:
+            if index.device.type == "cpu" and int(index.max()) >= self.n_data:   # free on the CPU
                 raise ValueError(f"batch index {int(index.max())} >= memory bank size {self.n_data}")
             positive = self.bank[index]
             self._pending = (index, f.detach())
@@ -74,13 +77,15 @@ class InstDisc(SSLMethod):
         noise_idx = torch.randint(0, self.n_data, (len(f), self.nce_k), device=f.device)
         noise_logits = torch.einsum("bkd,bd->bk", self.bank[noise_idx], f) / self.temperature
         log_z = self.log_z
-        if torch.isnan(log_z):
-            # Z ~ n * mean of exp(v . f / tau) over the first batch's samples (kept fixed)
-            all_logits = torch.cat([pos_logit.unsqueeze(1), noise_logits], 1).detach()
+        if not self.log_z_known:
+            # Z ~ n * mean of exp(v . f / tau) over the first batch's samples (kept fixed; of
+            # every process's batch, so all ranks hold the same Z)
+            all_logits = gather(torch.cat([pos_logit.unsqueeze(1), noise_logits], 1).detach())
             log_z = torch.logsumexp(all_logits.flatten(), 0) - math.log(all_logits.numel()) \
                 + math.log(self.n_data)
             if self.training:
                 self.log_z.copy_(log_z)
+                self.log_z_known = True
         return {"pos_logit": pos_logit, "noise_logits": noise_logits, "log_z": log_z,
                 "n_data": self.n_data}
 
@@ -92,5 +97,11 @@ class InstDisc(SSLMethod):
     def after_optimizer_step(self, step: int) -> None:
         super().after_optimizer_step(step)
         if self._pending is not None:
-            self.update_bank(*self._pending)
+            index, features = self._pending
+            self.update_bank(gather(index), gather(features))   # rows of every process's batch
             self._pending = None
+
+
+def _refresh_log_z_known(module, incompatible_keys) -> None:
+    """A loaded checkpoint brings its estimate of Z (or NaN: not estimated yet)."""
+    module.log_z_known = not bool(torch.isnan(module.log_z))

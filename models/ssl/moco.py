@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from layers.heads import moco_v2_head
 from models.ssl.base import SSLMethod, ema_update, frozen_copy
+from utils.distributed import gather
 
 
 class MoCo(SSLMethod):
@@ -51,12 +52,12 @@ class MoCo(SSLMethod):
         keys = keys[-size:]
         idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % size
         self.queue[idx] = keys.to(self.queue.dtype)
-        self.queue_ptr.fill_(int((self.queue_ptr + len(keys)) % size))
+        self.queue_ptr.copy_((self.queue_ptr + len(keys)) % size)
 
     def after_optimizer_step(self, step: int) -> None:
         super().after_optimizer_step(step)
         ema_update(self.key_backbone, self.backbone, self.momentum)
         ema_update(self.key_projector, self.projector, self.momentum)
         if self._pending_keys is not None:
-            self.enqueue(self._pending_keys)
+            self.enqueue(gather(self._pending_keys))     # every process's keys, in rank order
             self._pending_keys = None

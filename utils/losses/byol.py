@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.losses.precision import fp32
 
+
+@fp32
 def normalized_mse(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL: || p/|p| - z/|z| ||^2 = 2 - 2 cos(p, z), mean over the batch; z is a target
     (no gradient)."""

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.distributed import gather
+from utils.losses.precision import fp32
 from utils.losses.ts2vec import instance_contrastive_loss, temporal_contrastive_loss
 
 
@@ -15,6 +17,7 @@ def same_id_pairs(ids: torch.Tensor) -> torch.Tensor:
     return same & ~torch.eye(len(ids), dtype=torch.bool, device=ids.device)
 
 
+@fp32
 def id_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, ids: torch.Tensor,
                         temperature: float = 0.1) -> torch.Tensor:
     """COMET's patient- and trial-level loss (Wang et al. 2023, Eqs. 3-4, official code).
@@ -82,9 +85,11 @@ class COMETLoss(nn.Module):
             is_id_level = level in ("patient", "trial")
             if is_id_level and f"{level}_id" not in outputs:
                 continue
-            z1, z2 = outputs[f"{level}_z1"], outputs[f"{level}_z2"]
+            # every process's batch: positives and negatives across ranks
+            z1, z2 = gather(outputs[f"{level}_z1"]), gather(outputs[f"{level}_z2"])
             if is_id_level:
-                parts[level] = id_contrastive_loss(z1, z2, outputs[f"{level}_id"], self.temperature)
+                parts[level] = id_contrastive_loss(z1, z2, gather(outputs[f"{level}_id"]),
+                                                   self.temperature)
             elif level == "sample":
                 parts[level] = over_scales(instance_contrastive_loss, z1, z2)
             else:

@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.losses.precision import fp32
 
+
+@fp32
 def cpc_info_nce(pred: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """CPC's InfoNCE (van den Oord et al. 2018, Eq. 4) with negatives from the batch.
 

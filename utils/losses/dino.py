@@ -6,7 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.distributed import all_reduce_mean
+from utils.losses.precision import fp32
 
+
+@fp32
 def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor,
               student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
     """DINO: student [V, B, K] (global views first, then local), teacher [G, B, K] on the G
@@ -27,8 +31,9 @@ def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor
 
 @torch.no_grad()
 def updated_center(center: torch.Tensor, teacher: torch.Tensor, momentum: float = 0.9) -> torch.Tensor:
-    """DINO's centre: c <- m c + (1 - m) mean of the teacher outputs [G, B, K] of the batch."""
-    batch_center = teacher.float().reshape(-1, teacher.size(-1)).mean(dim=0, keepdim=True)
+    """DINO's centre: c <- m c + (1 - m) mean of the teacher outputs [G, B, K] of the batch
+    (of every process's batch: the mean of the ranks' equal-sized batch means)."""
+    batch_center = all_reduce_mean(teacher.float().reshape(-1, teacher.size(-1)).mean(dim=0, keepdim=True))
     return center * momentum + batch_center * (1 - momentum)
 
 

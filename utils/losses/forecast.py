@@ -17,6 +17,7 @@ class ForecastMSE:
         if pred.shape != true.shape:
             raise ValueError(f"forecast shape {tuple(pred.shape)} does not match the target "
                              f"{tuple(true.shape)}")
+        pred = pred.float()                       # the error in fp32 under mixed precision
         return torch.mean((pred - true.to(pred.dtype)) ** 2)
 
 
@@ -25,6 +26,6 @@ class MaskedPatchMSE:
     outputs: pred / target [B, C, N, patch_len], mask [B, C, N] (True = masked)."""
 
     def __call__(self, outputs, batch=None) -> torch.Tensor:
-        per_patch = ((outputs["pred"] - outputs["target"]) ** 2).mean(dim=-1)
+        per_patch = ((outputs["pred"].float() - outputs["target"].float()) ** 2).mean(dim=-1)
         mask = outputs["mask"].to(per_patch.dtype)
         return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)

@@ -6,9 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.distributed import gather
+from utils.losses.precision import fp32
 from utils.losses.simclr import nt_xent
 
 
+@fp32
 def supervised_contrastive(z: torch.Tensor, y: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """SupCon L_out (Khosla et al. 2020): for anchor i, -1/|P(i)| sum over its positives p
     (same label, p != i) of log softmax over all a != i of z_i . z_a / temperature; mean
@@ -40,20 +43,24 @@ class HybridLoss(nn.Module):
         self.w = (unsup_weight, supcon_weight, ce_weight)
 
     def forward(self, outputs: dict, batch: dict) -> dict:
-        z1, z2 = outputs["z1"], outputs["z2"]
+        # the contrastive terms see every process's batch; the classifier's term is per process
+        z1, z2 = gather(outputs["z1"]), gather(outputs["z2"])
         unsup = nt_xent(z1, z2, self.temperature)
         y = outputs.get("y")
         zero = z1.sum() * 0.0
         supcon, ce = zero, zero
         if y is not None:
-            lab = y >= 0
+            y_global = gather(y)
+            lab = y_global >= 0
             if bool(lab.any()):
                 z_lab = torch.cat([z1[lab], z2[lab]])
-                supcon = supervised_contrastive(z_lab, torch.cat([y[lab], y[lab]]), self.sup_temperature)
-                logits = outputs["logits"]
-                # the classifier may score every view: labels repeat per view
-                y_all = y.repeat(logits.size(0) // y.size(0))
-                lab_all = y_all >= 0
+                supcon = supervised_contrastive(z_lab, torch.cat([y_global[lab], y_global[lab]]),
+                                                self.sup_temperature)
+            # the classifier may score every view: labels repeat per view
+            logits = outputs["logits"]
+            y_all = y.repeat(logits.size(0) // y.size(0))
+            lab_all = y_all >= 0
+            if bool(lab_all.any()):
                 ce = F.cross_entropy(logits[lab_all].float(), y_all[lab_all])
         total = self.w[0] * unsup + self.w[1] * supcon + self.w[2] * ce
         return {"loss": total, "unsup": unsup.detach(), "supcon": supcon.detach(), "ce": ce.detach()}

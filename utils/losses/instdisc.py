@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.losses.precision import fp32
 
+
+@fp32
 def nce_loss(pos_logit: torch.Tensor, noise_logits: torch.Tensor, log_z: torch.Tensor | float,
              n_data: int) -> torch.Tensor:
     """Instance discrimination's NCE approximation (Wu et al. 2018, Eq. 6-8). With

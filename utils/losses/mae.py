@@ -4,7 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from utils.losses.precision import fp32
 
+
+@fp32
 def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                      norm_target: bool = True) -> torch.Tensor:
     """MAE loss (He et al. 2022): mean squared error per patch, averaged over the masked

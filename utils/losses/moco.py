@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.losses.precision import fp32
 
+
+@fp32
 def info_nce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
                    temperature: float = 0.2) -> torch.Tensor:
     """MoCo's InfoNCE: query q [N, D] against its key k [N, D] (positive, no gradient) and

@@ -6,7 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.distributed import gather
+from utils.losses.precision import fp32
 
+
+@fp32
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """SimCLR's NT-Xent over the 2N views: for each of the 2N projections the other view of
     its series is the positive and the remaining 2N - 2 are negatives; cosine similarity /
@@ -25,4 +29,5 @@ class NTXentLoss(nn.Module):
         self.temperature = temperature
 
     def forward(self, outputs: dict, batch: dict) -> torch.Tensor:
-        return nt_xent(outputs["z1"], outputs["z2"], self.temperature)
+        # the global batch of all processes: negatives from every rank (one process: as is)
+        return nt_xent(gather(outputs["z1"]), gather(outputs["z2"]), self.temperature)

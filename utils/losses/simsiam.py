@@ -5,7 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.losses.precision import fp32
 
+
+@fp32
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """SimSiam's D(p, z) = -cos(p, stopgrad(z)), mean over the batch."""
     return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()

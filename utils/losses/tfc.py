@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.distributed import gather
 from utils.losses.simclr import nt_xent
 
 
@@ -39,7 +40,7 @@ class TFCLoss(nn.Module):
         return nt_xent(a, b, temperature=self.temperature)
 
     def forward(self, outputs: dict, batch: dict | None = None) -> dict:
-        o = outputs
+        o = {k: gather(v) for k, v in outputs.items()}    # negatives from every process's batch
         loss_t = self._d(o["h_t"], o["h_t_aug"])
         loss_f = self._d(o["h_f"], o["h_f_aug"])
         s_tf = self._d(o["z_t"], o["z_f"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from utils.losses.precision import fp32
 from utils.losses.ts2vec import hierarchical_contrastive_loss, info_nce_pairs
 
 
@@ -53,6 +54,7 @@ def dual_temporal_loss(z1, z2, lam: float = 0.2, temperature: float = 1.0):
     return info_nce_pairs(z1, z2, extra, temperature)
 
 
+@fp32
 def masked_mse(target: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the entries where ``mask`` is True (0 if there are none)."""
     m = mask.to(recon.dtype)

@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.losses.precision import fp32
 
+
+@fp32
 def info_nce_pairs(a: torch.Tensor, b: torch.Tensor, extra: torch.Tensor | None = None,
                    temperature: float = 1.0) -> torch.Tensor:
     """Contrast within groups. a, b [G, N, D]: a[g, n] and b[g, n] are positives of each

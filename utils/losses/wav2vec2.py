@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.losses.precision import fp32
+
 
 def sample_distractors(num_seqs: int, num_masked: int, num_negatives: int,
                        device=None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -20,6 +22,7 @@ def sample_distractors(num_seqs: int, num_masked: int, num_negatives: int,
     return idx + (idx >= own).long()   # skip the positive's own index
 
 
+@fp32
 def wav2vec2_contrastive(c: torch.Tensor, q_pos: torch.Tensor, q_neg: torch.Tensor,
                          temperature: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 3: -log exp(sim(c_t, q_t)/kappa) / sum_{q~ in {q_t} u distractors} exp(sim(c_t, q~)/kappa)
