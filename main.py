@@ -24,7 +24,7 @@ from utils import distributed
 from utils.config_check import check_config
 from utils.objective import sweep_objective
 from utils.refusal import refuse, refuse_on_error
-from utils.run_directory import RunDirectory, RunDirectoryError
+from utils.run_directory import RunDirectory, RunDirectoryError, resume_setting
 from utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -48,19 +48,21 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 def admit(run_dir: RunDirectory, cfg: DictConfig, hc, overrides: list[str]) -> None:
     """Rank 0 locks the run directory, checks it may take this run and writes .hydra/; every
-    rank learns the verdict, so all refuse together."""
-    problem = None
+    rank learns the verdict, so all refuse together, and whether the run continues from its
+    checkpoint (``trainer.resume=auto`` is decided here)."""
+    problem, resume = None, None
     if distributed.is_main():
         try:
             run_dir.lock()
-            run_dir.admit(overrides, resume=bool(cfg.trainer.resume),
-                          allow_changes=bool(cfg.trainer.get("resume_allow_changes", False)))
+            resume = run_dir.admit(overrides, resume=resume_setting(cfg.trainer.resume),
+                                   allow_changes=bool(cfg.trainer.get("resume_allow_changes", False)))
             run_dir.write_configs(cfg, hc, overrides)
         except RunDirectoryError as err:
             problem = str(err)
-    problem = distributed.broadcast_object(problem)
+    problem, resume = distributed.broadcast_object((problem, resume))
     if problem:
         raise RunDirectoryError(problem)
+    cfg.trainer.resume = resume          # what this start does: continue (true) or start (false)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -294,12 +294,12 @@ class Exp_Basic:
         """Evaluate the best checkpoint (selected on validation data) on val and test."""
         self.load_weights("best")
         results = {split: self.evaluate(split) for split in ("val", "test") if self.has_split(split)}
-        self.finish(results)
-        return results
+        return self.finish(results)
 
     # ------------------------------------------------------------------ results
-    def finish(self, results: dict) -> None:
-        """Write metrics.json, TensorBoard test scalars and the hparams row."""
+    def finish(self, results: dict) -> dict:
+        """Write metrics.json, TensorBoard test scalars and the hparams row; returns what
+        metrics.json holds."""
         results = {**results, "best_epoch": self.stopper.best_epoch,
                    "epochs": self.state.get("epoch"), "steps": self.state.get("step"),
                    "train_seconds": self.state.get("train_seconds")}
@@ -309,6 +309,7 @@ class Exp_Basic:
                       self.cfg.logger.get("log_hparams", True))
         reported = "test" if isinstance(results.get("test"), dict) else "val"
         log.info("%s: %s", reported, self._summary(results.get(reported, {}) or {}))
+        return results
 
     def _summary(self, metrics: dict) -> str:
         return summary_line(metrics)

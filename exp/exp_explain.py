@@ -240,8 +240,7 @@ class Exp_Explain(Exp_Classification):
         self._save_npz(idx, x, kw, y_np, pred_np, target, probs, maps, profiles, fr, curves, aucs, names)
         if t.figures:
             self._figures(idx, x, y_np, pred_np, target, probs, maps, profiles, names, split)
-        self.finish(results)
-        return results
+        return self.finish(results)
 
     # ------------------------------------------------------------------ outputs
     def _save_npz(self, idx, x, kw, y, pred, target, probs, maps, profiles, fr, curves, aucs, names):

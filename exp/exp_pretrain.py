@@ -183,10 +183,9 @@ class Exp_Pretrain(Exp_Basic):
                 key = evaluation_key(name, frac)
                 results["evaluations"][key], _ = evaluation.run(name, frac)
                 log.info("evaluation %s: %s", key, self._summary(results["evaluations"][key]))
-        self.finish(results)
         if report != "test":
             log.info("%s (no test split): %s", report, self._summary(metrics))
-        return results
+        return self.finish(results)
 
     def _test_forecast(self, which: str) -> dict:
         task = self.cfg.task
@@ -197,8 +196,7 @@ class Exp_Pretrain(Exp_Basic):
                                  seed=int(self.cfg.seed))
         test.update(protocol="ridge", encoder=which)
         results = {"test": test}
-        self.finish(results)
-        return results
+        return self.finish(results)
 
     def _log_embedding(self, features: np.ndarray, y: np.ndarray) -> None:
         limit = int(self.cfg.task.get("embedding_limit", 2000) or 0)

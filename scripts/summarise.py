@@ -3,10 +3,11 @@
 
     python scripts/summarise.py outputs/multirun/2026-11-29_10-00-00 [--metrics test.accuracy test.macro_f1]
 
-Runs are grouped by their command-line overrides (.hydra/overrides.yaml) minus `seed`
-(and minus the keys given to --pool, e.g. `--pool data.val_records` to pool cross-validation
-folds into one row per setting); each metric is a dotted path into metrics.json. Writes
-summary.md and summary.csv into the multirun directory and prints the markdown table.
+Runs are grouped by their command-line overrides (.hydra/overrides.yaml) minus `seed` and the
+resume switches `trainer.resume*` (and minus the keys given to --pool, e.g. `--pool
+data.val_records` to pool cross-validation folds into one row per setting); each metric is a
+dotted path into metrics.json. Writes summary.md and summary.csv into the multirun directory
+and prints the markdown table. An Optuna search's directory gives one row per trial.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from pathlib import Path
 import yaml
 
 DEFAULT_METRICS = ["test.accuracy", "test.macro_f1", "test.auroc"]
-IGNORED_OVERRIDES = ("seed=", "hydra.", "trainer.progress=")
+IGNORED_OVERRIDES = ("seed=", "hydra.", "trainer.progress=", "trainer.resume=",
+                     "trainer.resume_allow_changes=")
 
 
 def find_runs(root: Path):

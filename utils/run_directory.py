@@ -83,14 +83,27 @@ class RunDirectory:
     def holds_a_run(self) -> bool:
         return any((self.path / mark).exists() for mark in RUN_MARKS)
 
-    def admit(self, overrides: list[str], resume: bool, allow_changes: bool = False) -> None:
-        """Refuse (before anything is written) a run this directory must not take."""
+    def admit(self, overrides: list[str], resume, allow_changes: bool = False) -> bool:
+        """Refuse (before anything is written) a run this directory must not take; returns
+        whether the run continues from checkpoints/last.pt. ``resume``: true | false | "auto"
+        (continue the run this directory holds when it has a checkpoint, else start it here:
+        a job requeued at any point, or its first start)."""
+        if resume == "auto":
+            if not self.holds_a_run():
+                return False
+            self._check_overrides(overrides, allow_changes)
+            return (self.path / "checkpoints" / "last.pt").is_file()
         if not resume:
             if self.holds_a_run():
                 raise RunDirectoryError(
                     f"{self.path} already holds a run; continue it with trainer.resume=true, or "
                     "give this run another hydra.run.dir (the default is a new timestamped one)")
-            return
+            return False
+        self._check_overrides(overrides, allow_changes)
+        return True
+
+    def _check_overrides(self, overrides: list[str], allow_changes: bool) -> None:
+        """A resumed run keeps the interrupted run's overrides (or records the changes)."""
         before = self._previous_overrides()
         changed = sorted(set(_relevant(overrides)) ^ set(_relevant(before)))
         if not changed:
@@ -132,3 +145,12 @@ class RunDirectory:
 
 def _relevant(overrides) -> list[str]:
     return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in RESUME_FREE]
+
+
+def resume_setting(value) -> bool | str:
+    """trainer.resume: true | false | auto."""
+    if str(value).lower() == "auto":
+        return "auto"
+    if isinstance(value, (bool, int)):
+        return bool(value)
+    raise RunDirectoryError(f"trainer.resume={value} is not valid; use true, false or auto")
