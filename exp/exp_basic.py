@@ -49,6 +49,7 @@ from utils.train_step import LossMeter, batch_size_of, split_loss
 
 log = logging.getLogger(__name__)
 
+
 class Exp_Basic:
     def __init__(self, cfg: DictConfig, run_dir: str | Path):
         self.cfg = cfg

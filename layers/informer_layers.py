@@ -2,7 +2,6 @@
 (Zhou et al., AAAI 2021, Sec. 3.2-3.3). Shapes [B, L, d_model]."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 import torch.nn.functional as F
 

@@ -176,7 +176,7 @@ def _weight_differences(a: Path, b: Path) -> list[str]:
     if not a.is_file() and not b.is_file():
         return []
     if not (a.is_file() and b.is_file()):
-        return [f"checkpoints/last.pt exists on one side only"]
+        return ["checkpoints/last.pt exists on one side only"]
     wa = torch.load(a, map_location="cpu", weights_only=True)["model"]
     wb = torch.load(b, map_location="cpu", weights_only=True)["model"]
     if set(wa) != set(wb):

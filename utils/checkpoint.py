@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from utils.atomic import save_atomic
-from utils.seed import get_rng_state, set_rng_state
+from utils.seed import set_rng_state
 
 
 def checkpoint_file(value, key: str, source: str) -> Path:

@@ -32,7 +32,6 @@ import copy
 import logging
 
 import torch
-from torch import nn
 
 from layers.dilated_conv import TSEncoder
 from layers.encoders import pool
