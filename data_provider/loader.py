@@ -7,7 +7,8 @@ way the shuffle order of epoch e depends only on (seed, e), so a resumed run see
 batches as an uninterrupted one, and evaluation never drops the last partial batch.
 ``SplitLoaders`` gives one run's loaders over its splits (trainer settings, the budget's batch
 size, small datasets kept on the GPU); ``GroupBatches`` keeps groups of samples (COMET's
-trials) whole in a batch.
+trials) whole in a batch. Memory-mapped datasets (memmap.py) get the same batches as the
+in-memory ones, each read from the files (its rows only) and never moved to the GPU whole.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from utils.seed import seed_worker
 
 from .base import ArrayDataset, collate_batch
+from .memmap import MemmapDataset
 
 # Data kept on the GPU when trainer.data_on_device=auto and the arrays are this small.
 ON_DEVICE_MAX_BYTES = 2 * 1024**3
@@ -96,6 +98,23 @@ class ArrayBatches:
             yield {k: v[idx] for k, v in self.arrays.items()}
 
 
+class MappedBatches(ArrayBatches):
+    """ArrayBatches' order and batches over a memory-mapped dataset; each batch reads its
+    own rows from the files, so an epoch never holds the whole dataset."""
+
+    def __init__(self, dataset: MemmapDataset, batch_size: int, shuffle: bool, drop_last: bool,
+                 generator: torch.Generator | None, max_per_class: int | None = None,
+                 world: int = 1, rank: int = 0):
+        # .arrays of a mapped dataset gives "y" (for max_per_class) without reading the series
+        super().__init__(dataset, batch_size, shuffle, drop_last, generator, None,
+                         max_per_class, world, rank)
+        self.dataset = dataset
+
+    def __iter__(self):
+        for idx in self.batches:
+            yield self.dataset.__getitems__(idx)
+
+
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int, epoch: int = 0,
                 drop_last: bool = False, num_workers: int = 0, device: torch.device | None = None,
                 on_device: bool = False, max_per_class: int | None = None, world: int = 1,
@@ -104,6 +123,10 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int, ep
     (``batch_indices``), evaluation batches in order, never dropping a sample."""
     gen = epoch_generator(seed, epoch) if train else None
     world = world if train else 1
+    if isinstance(dataset, MemmapDataset) and num_workers == 0:
+        return MappedBatches(dataset, batch_size, shuffle=train, drop_last=train and drop_last,
+                             generator=gen, max_per_class=max_per_class if train else None,
+                             world=world, rank=rank)
     if isinstance(dataset, ArrayDataset) and num_workers == 0:
         return ArrayBatches(dataset, batch_size, shuffle=train, drop_last=train and drop_last,
                             generator=gen, device=device if on_device else None,
@@ -121,7 +144,8 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int, ep
 
 
 def dataset_nbytes(dataset: Dataset) -> int | None:
-    if isinstance(dataset, ArrayDataset):
+    """Bytes of an in-memory dataset; None for others (a memory-mapped one is on disk)."""
+    if isinstance(dataset, ArrayDataset) and not isinstance(dataset, MemmapDataset):
         return sum(v.element_size() * v.nelement() for v in dataset.arrays.values())
     return None
 
@@ -139,12 +163,17 @@ class GroupBatches:
         order = torch.randperm(len(runs), generator=generator)
         self.order = torch.cat([runs[i] for i in order.tolist()])
         self.arrays, self.batch_size = dataset.arrays, batch_size
+        self.dataset = dataset
         self.batches = batch_indices(self.order, batch_size, drop_last, world, rank)
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __iter__(self):
+        if isinstance(self.dataset, MemmapDataset):       # each batch reads its own rows
+            for idx in self.batches:
+                yield self.dataset.__getitems__(idx)
+            return
         device = next(iter(self.arrays.values())).device
         for idx in self.batches:
             idx = idx.to(device)
@@ -184,6 +213,8 @@ class SplitLoaders:
         workers = int(self.trainer.get("num_workers", 0) or 0)
         if self.device.type != "cuda" or not isinstance(ds, ArrayDataset) or mode == "false" \
                 or workers > 0:           # worker processes batch CPU tensors (then pinned)
+            return False
+        if isinstance(ds, MemmapDataset):  # mapped to stay out of memory: batches go one by one
             return False
         return mode == "true" or (dataset_nbytes(ds) or 0) <= ON_DEVICE_MAX_BYTES
 

@@ -6,7 +6,8 @@ is the standard one of de Chazal et al. 2004: train on DS1, test on DS2 (paced r
 never sees a training patient. Preprocessing (mitdb_signal.py) is cached on disk
 (mitdb_cache.py, keyed by the files' sha256); missing files are reported or downloaded, and
 local files are checked against the official sha256 unless data.verify_files=false
-(mitdb_files.py).
+(mitdb_files.py). With ``data.memory_map=true`` the beats (and windows) stay on disk as
+memory-mapped .npy files of the cache, the splits being views of their rows (memmap.py).
 
 With ``data.ssl_unit=window``, "unlabelled_train"/"unlabelled_val" also hold long
 non-overlapping windows of the DS1 train/val records, which task=pretrain pretrains on instead
@@ -27,6 +28,7 @@ from utils.paths import inside_data_dir
 
 from . import mitdb_cache
 from .base import ArrayDataset, DataBundle
+from .memmap import Mapped, MappedFile, MemmapDataset
 from .mitdb_files import ensure_records, record_digests, verify_records
 from .mitdb_signal import CLASS_NAMES, RR_FEATURE_NAMES, SignalSettings, process_record
 
@@ -124,44 +126,86 @@ def _preprocess(folder: Path, records, settings, window_seconds, window_records,
 
 
 def load_arrays(cfg, folder: Path, records, settings, window_seconds=None, window_records=(),
-                digests: dict[str, str] | None = None) -> dict:
+                digests: dict[str, str] | None = None, memory_map: bool = False) -> dict:
     """Preprocessed arrays for `records`, from the cache when its key matches. ``digests``
-    (file name -> sha256, from record_digests) spares hashing the files a second time."""
+    (file name -> sha256, from record_digests) spares hashing the files a second time.
+    ``memory_map``: the series "x" / "wx" as MappedFiles of the cache's .npy folder."""
     records = sorted(int(r) for r in records)
     window_records = sorted(int(r) for r in window_records) if window_seconds is not None else []
     cache = mitdb_cache.folder(OmegaConf.select(cfg, "paths.cache_dir", default=None))
-    path = None
-    if cache is not None:
-        digests = digests if digests is not None else record_digests(folder, records)
-        extra = {"ssl_window_seconds": window_seconds, "window_records": window_records}
-        path = cache / f"{mitdb_cache.cache_key(settings, records, digests, extra)}.npz"
-        cached = mitdb_cache.load(path)
-        if cached is not None:
-            return cached
+    if cache is None:
+        if memory_map:
+            log.warning("data.memory_map=true keeps its .npy files in the cache directory, and "
+                        "there is none (paths.cache_dir / CACHE_DIR): the arrays stay in memory")
+        return _preprocess_logged(cfg, folder, records, settings, window_seconds, window_records)
+    digests = digests if digests is not None else record_digests(folder, records)
+    extra = {"ssl_window_seconds": window_seconds, "window_records": window_records}
+    key = mitdb_cache.cache_key(settings, records, digests, extra)
+    if memory_map:
+        return _mapped_arrays(cfg, cache, key, folder, records, settings, window_seconds,
+                              window_records)
+    path = cache / f"{key}.npz"
+    cached = mitdb_cache.load(path)
+    if cached is not None:
+        return cached
+    arrays = _preprocess_logged(cfg, folder, records, settings, window_seconds, window_records)
+    mitdb_cache.save(path, arrays)
+    return arrays
+
+
+def _mapped_arrays(cfg, cache: Path, key: str, folder: Path, records, settings, window_seconds,
+                   window_records) -> dict:
+    """The .npy folder of ``key``, built on first use from the .npz cache of the same key
+    or by preprocessing; the arrays stay in memory only when the folder cannot be written."""
+    windows = window_seconds is not None
+    mapped = mitdb_cache.load_mapped(cache / key, windows)
+    if mapped is not None:
+        return mapped
+    arrays = mitdb_cache.load(cache / f"{key}.npz")
+    if arrays is None:
+        arrays = _preprocess_logged(cfg, folder, records, settings, window_seconds, window_records)
+    mitdb_cache.save_mapped(cache / key, arrays)
+    return mitdb_cache.load_mapped(cache / key, windows) or arrays
+
+
+def _preprocess_logged(cfg, folder: Path, records, settings, window_seconds, window_records) -> dict:
     t0 = time.time()
     progress = bool(OmegaConf.select(cfg, "trainer.progress", default=True))
     arrays = _preprocess(folder, records, settings, window_seconds, set(window_records), progress)
     log.info("MIT-BIH: preprocessed %d records in %.1f s", len(records), time.time() - t0)
-    if path is not None:
-        mitdb_cache.save(path, arrays)
     return arrays
+
+
+def _series(a: dict, key: str, idx: np.ndarray):
+    """Rows ``idx`` of the series ``key`` [N, T] with a channel axis: a view of a mapped file
+    (no copy), or an in-memory copy."""
+    if isinstance(a[key], MappedFile):
+        return Mapped(a[key], channel_axis=True)
+    return a[key][idx][:, :, None]
+
+
+def _dataset(items: dict, idx: np.ndarray) -> ArrayDataset:
+    """In-memory arrays, or rows ``idx`` of the mapped files when a series is mapped."""
+    if any(isinstance(v, Mapped) for v in items.values()):
+        return MemmapDataset(items, idx)
+    return ArrayDataset(**items)
 
 
 def _beat_dataset(a: dict, records, with_features: bool) -> ArrayDataset:
     idx = np.flatnonzero(np.isin(a["record"], records))
-    items = {"x": a["x"][idx][:, :, None], "y": a["y"][idx]}
+    items = {"x": _series(a, "x", idx), "y": a["y"][idx]}
     if with_features:
         items["features"] = a["rr"][idx]
     items["patient_id"] = np.array([patient_of(r) for r in a["record"][idx]], dtype=np.int64)
     items["index"] = np.arange(len(idx), dtype=np.int64)
-    return ArrayDataset(**items)
+    return _dataset(items, idx)
 
 
 def _window_dataset(a: dict, records) -> ArrayDataset:
     idx = np.flatnonzero(np.isin(a["wrecord"], records))
-    return ArrayDataset(x=a["wx"][idx][:, :, None],
-                        patient_id=np.array([patient_of(r) for r in a["wrecord"][idx]], dtype=np.int64),
-                        index=np.arange(len(idx), dtype=np.int64))
+    return _dataset({"x": _series(a, "wx", idx),
+                     "patient_id": np.array([patient_of(r) for r in a["wrecord"][idx]], dtype=np.int64),
+                     "index": np.arange(len(idx), dtype=np.int64)}, idx)
 
 
 def _class_counts(ds: ArrayDataset) -> dict[str, int]:
@@ -204,7 +248,8 @@ def build(cfg) -> DataBundle:
     digests = record_digests(folder, all_records)
     verify_records(folder, digests, verify=bool(_get(d, "verify_files", True)))
     a = load_arrays(cfg, folder, all_records, settings, window_seconds,
-                    window_records=recs["train"] + recs["val"], digests=digests)
+                    window_records=recs["train"] + recs["val"], digests=digests,
+                    memory_map=bool(_get(d, "memory_map", False)))
 
     labelled = {name: _beat_dataset(a, r, rr) for name, r in recs.items()}
     rr_stats = _rr_standardiser(labelled["train"]) if rr and bool(_get(d, "rr_standardize", True)) else None

@@ -1,4 +1,6 @@
-"""On-disk cache of preprocessed MIT-BIH arrays: one .npz per set of output-affecting settings.
+"""On-disk cache of preprocessed MIT-BIH arrays: one .npz per set of output-affecting settings,
+or, with ``data.memory_map=true``, a folder of .npy files under the same key whose series
+(beats "x", windows "wx") are memory-mapped instead of read.
 
 The key hashes the preprocessing settings, the record list and the SHA-256 of every input
 file (.hea, .dat, .atr), so changed settings or changed bytes never return stale arrays: a
@@ -18,6 +20,10 @@ import numpy as np
 from . import npz_cache
 
 CACHE_VERSION = 1  # bump when the preprocessing code changes its output
+# the large arrays, memory-mapped; the per-beat ones (labels, RR, records) are small and read
+MAPPED = ("x", "wx")
+BEAT_KEYS = ("x", "y", "rr", "sample", "symbol", "record", "fs")
+WINDOW_KEYS = ("wx", "wrecord")
 
 
 def cache_key(settings, records, digests: dict[str, str], extra: dict) -> str:
@@ -41,3 +47,14 @@ def load(path: Path) -> dict[str, np.ndarray] | None:
 
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     npz_cache.save(path, arrays)
+
+
+def load_mapped(path: Path, windows: bool) -> dict | None:
+    """The arrays of the .npy folder ``path``, "x" and "wx" as MappedFiles; None when absent
+    or incomplete (``windows``: the SSL windows must be there too)."""
+    required = BEAT_KEYS + (WINDOW_KEYS if windows else ())
+    return npz_cache.load_npy_folder(path, required, MAPPED)
+
+
+def save_mapped(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    npz_cache.save_npy_folder(path, arrays)

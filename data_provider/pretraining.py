@@ -12,6 +12,10 @@ into the bundle the pretraining loop and the downstream protocols read:
 - "val": the held-out loss, when "val" is not pretrained on;
 - "downstream_train/_val/_test": the labelled splits, for the protocols.
 
+Memory-mapped splits (memmap.py, e.g. MIT-BIH with ``data.memory_map=true``) give a
+pretraining set that is a view of their files' rows (``mapped_pretraining_set``): the same
+samples, sections, ids and "index" as the in-memory set, with no copy of the series.
+
 A semi-supervised method (``uses_labels``) pretrains on the labelled train split instead,
 with "y" kept for the stratified, seeded ``task.label_fraction`` share (the samples the
 protocol is also given) and -1 for the rest. Forecasting data follows TS2Vec's forecasting
@@ -28,6 +32,7 @@ import torch
 from utils.protocols.label_fraction import stratified_subset
 
 from .base import ArrayDataset, DataBundle
+from .memmap import Mapped, MemmapDataset, SeriesView, observed
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ def arrays_of(ds) -> dict:
 
 def series_with_nan(ds) -> np.ndarray:
     """x [N, T, C] of a dataset with entries its ``mask`` marks unobserved set to NaN."""
+    if isinstance(ds, MemmapDataset) and "mask" not in ds.columns:
+        return ds.read("x").astype(np.float32, copy=False)    # a new array: every row, once
     arrays = arrays_of(ds)
     x = torch.as_tensor(arrays["x"]).float().cpu().numpy().copy()
     if "mask" in arrays:
@@ -102,6 +109,60 @@ def pretraining_set(x: np.ndarray, keys: dict[str, np.ndarray], max_len: int | N
     return ArrayDataset(x=x.astype(np.float32), **keys, index=np.arange(len(x), dtype=np.int64))
 
 
+def mapped_together(datasets) -> bool:
+    """Whether the pretraining set of ``datasets`` can be a view: every series "x" a row of
+    the same mapped file, and no "mask" to turn into NaN (such data is read into memory)."""
+    if not all(isinstance(d, MemmapDataset) for d in datasets):
+        return False
+    cols = [d.columns.get("x") for d in datasets]
+    return (all(isinstance(c, Mapped) for c in cols) and len({c.file.path for c in cols}) == 1
+            and len({c.channel_axis for c in cols}) == 1
+            and not any("mask" in d.columns for d in datasets))
+
+
+def mapped_pretraining_set(datasets: list, keys: dict[str, np.ndarray], max_len: int | None,
+                           drop_empty: bool = True) -> SeriesView:
+    """``pretraining_set`` of the series of ``datasets`` (see mapped_together), as a view of
+    the file rows: the same samples in the same order (sections section-major, all-NaN ones
+    dropped, found by one chunked pass over the file), keys and "index"."""
+    x = datasets[0].columns["x"]
+    rows = np.concatenate([d.rows for d in datasets])
+    n, length = len(rows), datasets[0].sample_shape("x")[0]
+    sections = length // max_len if max_len else 1
+    section = bounds = None
+    if sections >= 2:                    # section-major, as split_long_series stacks them
+        parts = np.array_split(np.arange(length), sections)
+        bounds = (np.array([p[0] for p in parts]), np.array([p[-1] + 1 for p in parts]))
+        section = np.repeat(np.arange(sections), n)
+        rows, keys = np.tile(rows, sections), {k: np.tile(v, sections) for k, v in keys.items()}
+    keep = np.ones(len(rows), dtype=bool)
+    if sections >= 2 or drop_empty:
+        keep = observed(SeriesView({"x": x}, rows, section, bounds))
+    if keep.sum() != n:
+        log.info("pretraining set: %d series -> %d (sections of long series, empty ones dropped)",
+                 n, int(keep.sum()))
+    columns = {"x": x, **{k: v[keep] for k, v in keys.items()},
+               "index": np.arange(int(keep.sum()), dtype=np.int64)}
+    return SeriesView(columns, rows[keep], None if section is None else section[keep], bounds)
+
+
+def _pretraining_set_of(datasets: list, keys: dict[str, np.ndarray], max_len: int | None,
+                        drop_empty: bool = True) -> ArrayDataset:
+    """pretraining_set of the datasets' series: a view when they are mapped, else in memory."""
+    if mapped_together(datasets):
+        return mapped_pretraining_set(datasets, keys, max_len, drop_empty)
+    parts = [series_with_nan(d) for d in datasets]
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return pretraining_set(x, keys, max_len, drop_empty)
+
+
+def x_shape(ds) -> tuple[int, ...]:
+    """(samples, *sample shape) of a dataset's "x", without reading mapped series."""
+    if isinstance(ds, MemmapDataset):
+        return (len(ds), *ds.sample_shape("x"))
+    return tuple(ds.arrays["x"].shape)
+
+
 def semi_supervised_labels(y, fraction: float, seed: int = 0) -> np.ndarray:
     """Labels with all but a stratified ``fraction`` (per class, seeded) replaced by -1."""
     y = np.asarray(y).astype(np.int64)
@@ -112,8 +173,8 @@ def semi_supervised_labels(y, fraction: float, seed: int = 0) -> np.ndarray:
 
 
 def _with_pretraining_meta(meta: dict, train: ArrayDataset) -> dict:
-    x = train.arrays["x"]
-    return {**meta, "n_pretrain": len(x), "pretrain_values": int(x.numel())}
+    shape = x_shape(train)
+    return {**meta, "n_pretrain": shape[0], "pretrain_values": int(np.prod(shape))}
 
 
 def pretraining_data(bundle: DataBundle, pretrain_splits, max_train_length: int | None,
@@ -129,21 +190,24 @@ def pretraining_data(bundle: DataBundle, pretrain_splits, max_train_length: int 
     if not names:
         raise ValueError(f"task.pretrain_splits={wanted} names no split of data={data_name}; "
                          "use [train] or [train, val]")
-    parts = [series_with_nan(source[s]) for s in names]
-    if len({p.shape[1:] for p in parts}) > 1:
-        log.warning("pretrain splits %s differ in shape %s; pretraining on 'train' only",
-                    wanted, [p.shape[1:] for p in parts])
-        parts, names = parts[:1], names[:1]
-    ids = shared_keys([arrays_of(source[s]) for s in names], ID_KEYS)
-    train = pretraining_set(np.concatenate(parts), ids, max_train_length)
+    if mapped_together([source[s] for s in names]):      # one file: the same sample shape
+        ids = shared_keys([arrays_of(source[s]) for s in names], ID_KEYS)
+        train = mapped_pretraining_set([source[s] for s in names], ids, max_train_length)
+    else:
+        parts = [series_with_nan(source[s]) for s in names]
+        if len({p.shape[1:] for p in parts}) > 1:
+            log.warning("pretrain splits %s differ in shape %s; pretraining on 'train' only",
+                        wanted, [p.shape[1:] for p in parts])
+            parts, names = parts[:1], names[:1]
+        ids = shared_keys([arrays_of(source[s]) for s in names], ID_KEYS)
+        train = pretraining_set(np.concatenate(parts), ids, max_train_length)
     new = {"train": train}
     if source["val"] is not None and "val" not in wanted:        # a held-out loss curve
         val_ids = shared_keys([arrays_of(source["val"])], ID_KEYS)
-        new["val"] = pretraining_set(series_with_nan(source["val"]), val_ids, None,
-                                     drop_empty=False)
-    x = train.arrays["x"]
+        new["val"] = _pretraining_set_of([source["val"]], val_ids, None, drop_empty=False)
+    shape = x_shape(train)
     log.info("pretraining on %d series (%s) of %d steps x %d channels; batch keys %s",
-             len(x), "+".join(names), x.shape[1], x.shape[2], sorted(train.arrays))
+             shape[0], "+".join(names), shape[1], shape[2], sorted(train.arrays))
     meta = dict(bundle.meta)
     if "unlabelled_seq_len" in meta:        # e.g. MIT-BIH windows instead of beats
         meta["downstream_seq_len"], meta["seq_len"] = meta["seq_len"], meta["unlabelled_seq_len"]
@@ -166,10 +230,11 @@ def semi_supervised_data(bundle: DataBundle, label_fraction: float, seed: int,
             continue
         ids = shared_keys([arrays_of(ds)], ID_KEYS)
         ids["y"] = semi_supervised_labels(labels_of(ds), label_fraction, seed)
-        new[split] = pretraining_set(series_with_nan(ds), ids, max_len, drop_empty=split == "train")
-    x, y = new["train"].arrays["x"], new["train"].arrays["y"]
+        new[split] = _pretraining_set_of([ds], ids, max_len, drop_empty=split == "train")
+    y = new["train"].arrays["y"]
     log.info("semi-supervised pretraining on the labelled train split: %d series, %d labelled "
-             "(label_fraction %.3g), the rest -1", len(x), int((y >= 0).sum()), label_fraction)
+             "(label_fraction %.3g), the rest -1", len(new["train"]), int((y >= 0).sum()),
+             label_fraction)
     downstream = {f"downstream_{s}": splits[s] for s in LABELLED if s in splits}
     return DataBundle(splits={**new, **downstream},
                       meta=_with_pretraining_meta(bundle.meta, new["train"]))
