@@ -77,6 +77,32 @@ def test_permutation_reorders_contiguous_pieces():
     assert jumps.max() <= 3 and jumps.max() >= 1                  # at most 4 pieces (1..max-1)
 
 
+def pieces(row: torch.Tensor) -> list[list[int]]:
+    """The runs of consecutive steps a permuted ramp row is made of, in output order."""
+    out = [[int(row[0])]]
+    for v in row[1:].tolist():
+        if v == out[-1][-1] + 1:
+            out[-1].append(int(v))
+        else:
+            out.append([int(v)])
+    return out
+
+
+def test_permutation_draws_piece_counts_uniformly_and_equal_cuts_as_linspace():
+    x = ramp(b=4000, t=30, c=1)
+    out = Permutation(max_segments=5)(x, generator=gen())[..., 0]
+    boundaries = ((out[:, 1:] - out[:, :-1]) != 1).sum(dim=1)
+    # 1..4 pieces equally likely; 3 boundaries only when 4 pieces are shuffled with no piece
+    # right before its successor: 11 of the 24 orders
+    assert boundaries.bincount(minlength=4)[3] / 4000 == pytest.approx(0.25 * 11 / 24, abs=0.02)
+    equal = Permutation(max_segments=5, mode="equal")(x[:500], generator=gen(1))[..., 0]
+    cuts = {n: {0, *torch.linspace(0, 30, n + 1)[1:-1].round().long().tolist()} for n in range(1, 5)}
+    for row in equal:          # pieces start at the cuts of one piece count (kept orders merge)
+        starts = {p[0] for p in pieces(row)}
+        assert any(starts <= cuts[n] for n in cuts)
+    assert max(len(pieces(row)) for row in equal) == 4
+
+
 def test_crop_resize_takes_one_window_resampled():
     x = ramp(b=8, t=100, c=1)
     out = RandomCropResize(scale=(0.4, 0.6))(x, generator=gen())[..., 0]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from layers.quantizer import GumbelVectorQuantizer
-from models.ssl.wav2vec2 import span_mask
+from models.ssl.wav2vec2 import cover_spans, span_mask
 from utils.losses.wav2vec2 import sample_distractors, wav2vec2_contrastive
 
 
@@ -81,9 +81,21 @@ def test_wav2vec2_contrastive_equals_direct_formula():
     assert loss.item() == pytest.approx(total / 4, rel=1e-5)
 
 
+def test_cover_spans_marks_span_steps_from_every_start():
+    torch.manual_seed(0)
+    for starts, span in [(10, 3), (6, 1), (7, 7)]:
+        is_start = torch.rand(5, starts) < 0.3
+        want = torch.zeros(5, starts + span - 1, dtype=torch.bool)
+        for b, j in is_start.nonzero().tolist():
+            want[b, j:j + span] = True
+        assert torch.equal(cover_spans(is_start, span), want)
+
+
 def test_wav2vec2_span_mask_has_equal_counts_and_paper_density():
     torch.manual_seed(0)
     m = span_mask(16, 400, mask_prob=0.065, span=10)
     counts = m.sum(1)
     assert (counts == counts[0]).all()
     assert 0.3 < counts[0].item() / 400 < 0.6       # ~49 % masked in the paper's setting
+    # spans of one step never overlap: every row masks exactly int(p T' + U) = 20 steps
+    assert (span_mask(500, 40, mask_prob=0.5, span=1).sum(1) == 20).all()

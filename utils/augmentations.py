@@ -257,21 +257,21 @@ class Permutation(Augmentation):
 
     def apply(self, x, mask, generator):
         b, t, _ = x.shape
-        rows = []
-        for _ in range(b):
-            n = int(_randint(1, self.max_segments, (1,), generator, "cpu"))
-            n = min(n, t)
-            if n <= 1:
-                rows.append(torch.arange(t))
-                continue
-            if self.mode == "random":
-                cuts = torch.sort(_randperm(t - 1, generator, "cpu")[:n - 1] + 1).values
-            else:
-                cuts = torch.linspace(0, t, n + 1)[1:-1].round().long()
-            pieces = torch.tensor_split(torch.arange(t), cuts)
-            order = _randperm(n, generator, "cpu")
-            rows.append(torch.cat([pieces[i] for i in order]))
-        idx = torch.stack(rows).to(x.device)
+        dev = x.device
+        top = min(self.max_segments - 1, t)          # the most pieces a series can have
+        n = _randint(1, self.max_segments, (b,), generator, dev).clamp(max=t).unsqueeze(1)
+        cut = torch.arange(1, top, device=dev).view(1, -1)      # cut numbers 1..top-1
+        if self.mode == "random":   # n - 1 distinct cut points: the first of a random order of 1..t-1
+            cuts = _uniform((b, t - 1), generator, dev).argsort(dim=1)[:, :top - 1] + 1
+        else:
+            cuts = (cut.double() * t / n).round().long()
+        cuts = torch.where(cut < n, cuts, t).sort(dim=1).values     # unused cuts past the end
+        steps = torch.arange(t, device=dev).expand(b, t).contiguous()
+        piece = torch.searchsorted(cuts, steps, right=True)          # piece of each step
+        # a random order of each series' n pieces (unused pieces last)
+        keys = _uniform((b, top), generator, dev).masked_fill(torch.arange(top, device=dev) >= n, 2.0)
+        place = keys.argsort(dim=1).argsort(dim=1)
+        idx = (place.gather(1, piece) * t + steps).argsort(dim=1)
         out = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.size(2)))
         return out, (None if mask is None else _resample_mask(mask, idx.to(torch.float32)))
 

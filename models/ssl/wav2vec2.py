@@ -70,28 +70,35 @@ class ConvPositionalEmbedding(nn.Module):
         return F.gelu(h).transpose(1, 2)
 
 
+def cover_spans(is_start: torch.Tensor, span: int) -> torch.Tensor:
+    """[B, S] bool span starts -> [B, S + span - 1] bool: step s is covered when a start lies
+    in [s - span + 1, s] (a difference of running counts of the starts)."""
+    s = is_start.size(1)
+    before = F.pad(is_start.int().cumsum(dim=1), (span, span - 1))   # before[i]: starts <= i - span
+    before[:, span + s:] = before[:, span + s - 1:span + s]
+    return before[:, span:] - before[:, :s + span - 1] > 0
+
+
 def span_mask(batch: int, length: int, mask_prob: float, span: int, min_spans: int = 2,
               device=None) -> torch.Tensor:
     """[B, T'] bool span mask: int(p T' + U[0,1)) starts (at least ``min_spans``) drawn without
     replacement from 0..T'-span, each masking ``span`` steps; then every row is cut to the
-    smallest row count by unmasking random steps (equal counts per sequence)."""
+    smallest row count by unmasking random steps (equal counts per sequence). Every row
+    draws at once, on ``device`` (no host round trip)."""
     span = max(1, min(span, length // 4 if length >= 4 else 1))
-    mask = torch.zeros(batch, length, dtype=torch.bool, device=device)
     starts_max = length - span + 1
-    for b in range(batch):
-        n = int(mask_prob * length + float(torch.rand(())))
-        n = min(max(n, min_spans), starts_max)
-        starts = torch.randperm(starts_max, device=device)[:n]
-        idx = (starts.view(-1, 1) + torch.arange(span, device=device).view(1, -1)).reshape(-1)
-        mask[b, idx] = True
-    counts = mask.sum(1)
-    target = int(counts.min())
-    for b in range(batch):
-        extra = int(counts[b]) - target
-        if extra > 0:
-            on = mask[b].nonzero().squeeze(1)
-            mask[b, on[torch.randperm(len(on), device=device)[:extra]]] = False
-    return mask
+    n = (mask_prob * length + torch.rand(batch, dtype=torch.float64, device=device)).long()
+    n = n.clamp(min=min_spans).clamp(max=starts_max)
+    # the first n of a random order of the possible starts
+    order = torch.rand(batch, starts_max, device=device).argsort(dim=1)
+    first_n = torch.arange(starts_max, device=device).view(1, -1) < n.unsqueeze(1)
+    is_start = torch.zeros(batch, starts_max, dtype=torch.bool, device=device).scatter_(1, order, first_n)
+    mask = cover_spans(is_start, span)
+    # keep a random ``target`` of each row's masked steps
+    target = mask.sum(dim=1).min()
+    keys = torch.rand(batch, length, device=device).masked_fill(~mask, 2.0)
+    rank = keys.argsort(dim=1).argsort(dim=1)
+    return mask & (rank < target)
 
 
 class Wav2Vec2(RepresentationModel):
