@@ -8,6 +8,8 @@ never sees a training patient. Preprocessing (mitdb_signal.py) is cached on disk
 local files are checked against the official sha256 unless data.verify_files=false
 (mitdb_files.py). With ``data.memory_map=true`` the beats (and windows) stay on disk as
 memory-mapped .npy files of the cache, the splits being views of their rows (memmap.py).
+With ``data.dechazal_features=true`` the per-beat "features" are de Chazal et al.'s 2004 set
+(mitdb_features.py) instead of the six RR features.
 
 With ``data.ssl_unit=window``, "unlabelled_train"/"unlabelled_val" also hold long
 non-overlapping windows of the DS1 train/val records, which task=pretrain pretrains on instead
@@ -26,7 +28,7 @@ from tqdm import tqdm
 
 from utils.paths import inside_data_dir
 
-from . import mitdb_cache
+from . import mitdb_cache, mitdb_features
 from .base import ArrayDataset, DataBundle
 from .memmap import Mapped, MappedFile, MemmapDataset
 from .mitdb_files import ensure_records, record_digests, verify_records
@@ -191,11 +193,11 @@ def _dataset(items: dict, idx: np.ndarray) -> ArrayDataset:
     return ArrayDataset(**items)
 
 
-def _beat_dataset(a: dict, records, with_features: bool) -> ArrayDataset:
+def _beat_dataset(a: dict, records, features: np.ndarray | None) -> ArrayDataset:
     idx = np.flatnonzero(np.isin(a["record"], records))
     items = {"x": _series(a, "x", idx), "y": a["y"][idx]}
-    if with_features:
-        items["features"] = a["rr"][idx]
+    if features is not None:
+        items["features"] = features[idx]
     items["patient_id"] = np.array([patient_of(r) for r in a["record"][idx]], dtype=np.int64)
     items["index"] = np.arange(len(idx), dtype=np.int64)
     return _dataset(items, idx)
@@ -214,7 +216,7 @@ def _class_counts(ds: ArrayDataset) -> dict[str, int]:
 
 
 def _rr_standardiser(train: ArrayDataset):
-    """Clip bounds and z-score statistics of the RR features, from the training beats only.
+    """Clip bounds and z-score statistics of the beat features, from the training beats only.
     Annotation gaps make a few RR intervals last tens of seconds; clipping at the training
     0.5/99.5 percentiles keeps such outliers from dominating the classifier's input."""
     f = train.arrays["features"].numpy().astype(np.float64)
@@ -229,6 +231,15 @@ def _apply_rr(ds: ArrayDataset, stats) -> None:
     lo, hi, mu, sd = stats
     f = np.clip(ds.arrays["features"].numpy().astype(np.float64), lo, hi)
     ds.arrays["features"] = torch.from_numpy(((f - mu) / sd).astype(np.float32))
+
+
+def _dechazal_features(cfg, folder: Path, records, settings, digests, a: dict) -> np.ndarray:
+    """de Chazal's features of every beat, in the order of the beat arrays ``a``."""
+    f = mitdb_features.load_features(cfg, folder, records, settings, digests)
+    if not (np.array_equal(f["record"], a["record"]) and np.array_equal(f["sample"], a["sample"])):
+        raise RuntimeError("the de Chazal features and the beats disagree on which beats a record "
+                           "holds; delete the cache directory (paths.cache_dir) and run again")
+    return f["features"]
 
 
 def build(cfg) -> DataBundle:
@@ -251,15 +262,20 @@ def build(cfg) -> DataBundle:
                     window_records=recs["train"] + recs["val"], digests=digests,
                     memory_map=bool(_get(d, "memory_map", False)))
 
-    labelled = {name: _beat_dataset(a, r, rr) for name, r in recs.items()}
-    rr_stats = _rr_standardiser(labelled["train"]) if rr and bool(_get(d, "rr_standardize", True)) else None
+    features, feature_names = (a["rr"], list(RR_FEATURE_NAMES)) if rr else (None, [])
+    if bool(_get(d, "dechazal_features", False)):
+        features = _dechazal_features(cfg, folder, all_records, settings, digests, a)
+        feature_names = list(mitdb_features.DECHAZAL_FEATURE_NAMES)
+    labelled = {name: _beat_dataset(a, r, features) for name, r in recs.items()}
+    standardize = features is not None and bool(_get(d, "rr_standardize", True))
+    rr_stats = _rr_standardiser(labelled["train"]) if standardize else None
     for ds in labelled.values():
         _apply_rr(ds, rr_stats)
     beat_len = int(a["x"].shape[1])
     meta = {
         "in_channels": 1, "seq_len": beat_len, "num_classes": len(CLASS_NAMES),
-        "class_names": list(CLASS_NAMES), "extra_features": len(RR_FEATURE_NAMES) if rr else 0,
-        "feature_names": list(RR_FEATURE_NAMES) if rr else [], "fs": float(a["fs"]),
+        "class_names": list(CLASS_NAMES), "extra_features": len(feature_names),
+        "feature_names": feature_names, "fs": float(a["fs"]),
         "lead": settings.lead, "records": {k: list(v) for k, v in recs.items()},
         "shared_patients": shared_patients(recs),
         "class_counts": {name: _class_counts(ds) for name, ds in labelled.items()},

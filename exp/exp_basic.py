@@ -15,7 +15,9 @@ before the model is built: ``_resolve_budget``), the loaders (data_provider/load
 stopping (utils/early_stopping.py), checkpoints and resume (utils/checkpoint.py), results
 (utils/results.py), TensorBoard (utils/tb.py). The model's own training hooks
 (models/base.py: ``on_train_epoch_start``, ``after_optimizer_step``,
-``fixed_lr_parameters``) are called directly.
+``fixed_lr_parameters``) are called directly; a model fitted in closed form
+(``fits_in_closed_form``) gets the training split once through ``fit_closed_form`` instead of
+the loop, and no optimizer.
 """
 from __future__ import annotations
 
@@ -123,6 +125,8 @@ class Exp_Basic:
         return build(self.cfg.loss, **self._model_dims())
 
     def _select_optimizer(self):
+        if self.hooks.fits_in_closed_form:
+            return None, None
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = build_optimizer(self.cfg.optimizer, params, self.hooks.fixed_lr_parameters(),
                                     global_batch=int(self.cfg.trainer.batch_size) * distributed.world_size())
@@ -160,6 +164,8 @@ class Exp_Basic:
 
     # ------------------------------------------------------------------ training
     def train(self) -> dict:
+        if self.hooks.fits_in_closed_form:
+            return self._fit_closed_form()
         if self.cfg.trainer.resume:
             self._resume()
         else:
@@ -179,6 +185,33 @@ class Exp_Basic:
         bar.close()
         self.tb.flush()
         return {**self.state, **self.stopper.state_dict()}
+
+    def _fit_closed_form(self) -> dict:
+        """Fit the model on the whole training split at once; a resumed run fits again (the
+        fit is deterministic and takes no longer than loading its inputs)."""
+        if distributed.active():
+            raise ValueError(f"model={self.cfg.model.name} is fitted in closed form in one process; "
+                             "run it without torchrun")
+        if not self.cfg.trainer.resume:
+            self.checkpointer.refuse_overwrite()
+        t0 = time.perf_counter()
+        self.model.fit_closed_form(self._split_arrays("train"))
+        self.state.update(epoch=1, train_seconds=time.perf_counter() - t0)
+        self._write_checkpoints(improved=True, final=True)
+        log.info("fitted in closed form on %d training samples in %.1fs",
+                 len(self.data.splits["train"]), self.state["train_seconds"])
+        self.tb.flush()
+        return {**self.state, **self.stopper.state_dict()}
+
+    def _split_arrays(self, split: str) -> dict[str, np.ndarray]:
+        """A whole split as numpy arrays by batch key, in order (through its loader, so every
+        dataset kind reads the same way)."""
+        parts: dict[str, list] = {}
+        for batch in self.loaders.plain(split, train=False):
+            for k, v in batch.items():
+                if torch.is_tensor(v):
+                    parts.setdefault(k, []).append(v.cpu().numpy())
+        return {k: np.concatenate(v) for k, v in parts.items()}
 
     def _run_epoch(self, monitor_split: str) -> bool:
         """One training epoch, its validation, scheduler step, model selection and

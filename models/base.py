@@ -9,16 +9,24 @@ hooks it needs; the loop (exp/exp_basic.py) calls them directly:
     fixed_lr_parameters()        parameters that keep the optimizer's lr whatever the
                                  scheduler does (SimSiam's predictor)
 
+A model fitted in closed form rather than by gradient steps (a linear discriminant) sets
+``fits_in_closed_form = True`` and overrides ``fit_closed_form(arrays)``: the experiment then
+hands it the whole training split once, as numpy arrays by batch key, in place of the loop,
+and evaluates and checkpoints it like any other model (its fitted values live in buffers).
+
 A model brought from elsewhere (any ``nn.Module``) trains too: ``hooks_of`` gives it the
 defaults, which do nothing. Representation models add their own contract on top
 (models/ssl/base.py).
 """
 from __future__ import annotations
 
+import numpy as np
 from torch import nn
 
 
 class BaseModel(nn.Module):
+    fits_in_closed_form: bool = False
+
     def on_train_epoch_start(self, epoch: int) -> None:
         """Called before training epoch ``epoch`` (0-based)."""
 
@@ -28,6 +36,10 @@ class BaseModel(nn.Module):
     def fixed_lr_parameters(self) -> list[nn.Parameter]:
         """Parameters whose learning rate the scheduler leaves at the optimizer's value."""
         return []
+
+    def fit_closed_form(self, arrays: dict[str, np.ndarray]) -> None:
+        """Fit on the whole training split (``fits_in_closed_form`` models only)."""
+        raise NotImplementedError(f"{type(self).__name__} trains by gradient steps, not in closed form")
 
 
 _NO_HOOKS = BaseModel()

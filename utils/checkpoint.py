@@ -96,7 +96,7 @@ class Checkpointer:
         holds every rank's RNG states (one for one process)."""
         ckpt = {
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,   # closed-form fits
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict(),
             "state": state,
