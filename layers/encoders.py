@@ -16,6 +16,8 @@ Every encoder zeroes NaN (unobserved) entries, takes an optional bool ``mask`` [
 """
 from __future__ import annotations
 
+import importlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -117,14 +119,36 @@ class TransformerEncoder(nn.Module):
         return h
 
 
-ENCODERS = {"ts2vec": TS2VecEncoder, "resnet1d": ResNet1DEncoder, "transformer": TransformerEncoder}
+# name -> encoder class, or "module:Class" of a backbone imported when first built (the
+# backbones of the research notes live in their own layers/ modules)
+ENCODERS = {
+    "ts2vec": TS2VecEncoder, "resnet1d": ResNet1DEncoder, "transformer": TransformerEncoder,
+    "mixconv": "layers.mixconv:MixConvEncoder",
+    "pkinet": "layers.pkinet:PKINetEncoder",
+    "danet": "layers.danet:DANetEncoder",
+    "dat": "layers.dual_aggregation:DATEncoder",
+    "dualvit": "layers.dual_vit:DualViTEncoder",
+    "atd": "layers.token_dictionary:ATDEncoder",
+    "deformable": "layers.deformable_attention:DeformableEncoder",
+    "multiway": "layers.multiway:MultiwayEncoder",
+    "two_stream": "layers.two_stream:TwoStreamEncoder",
+}
+
+
+def encoder_class(name: str) -> type:
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder '{name}'; choose one of {', '.join(ENCODERS)}")
+    entry = ENCODERS[name]
+    if isinstance(entry, str):
+        module, cls = entry.split(":")
+        entry = getattr(importlib.import_module(module), cls)
+    return entry
 
 
 def build_encoder(name: str, in_channels: int, repr_dim: int, **kw) -> nn.Module:
     """The encoder ``name`` mapping x [B, T, in_channels] to [B, T, repr_dim]."""
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoder '{name}'; choose one of {', '.join(ENCODERS)}")
+    cls = encoder_class(name)
     try:
-        return ENCODERS[name](in_channels, repr_dim, **kw)
+        return cls(in_channels, repr_dim, **kw)
     except TypeError as err:
         raise ValueError(f"encoder '{name}': {err} (check model.encoder_kwargs)") from err

@@ -156,7 +156,7 @@ def _describe(group: str, path: Path) -> list[str]:
     selects = [f"{list(d)[0].split()[-1].lstrip('/')}={list(d.values())[0]}"
                for d in defaults if isinstance(d, dict)]
     if extends:
-        out += [f"Starts from " + ", ".join(f"`{group}={e}`" for e in extends) + "."]
+        out += ["Starts from " + ", ".join(f"`{group}={e}`" for e in extends) + "."]
     if selects:
         out += textwrap.wrap("Selects " + ", ".join(f"`{s}`" for s in selects) + ".", WIDTH,
                              break_long_words=False, break_on_hyphens=False)

@@ -4,7 +4,6 @@ synthetic beat), the class weighting against scikit-learn's discriminant, and on
 task=classification run on a few MIT-BIH records."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

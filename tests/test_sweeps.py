@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 import yaml
 
 from tests.helpers import REPO, read_metrics, require_ucr

@@ -9,6 +9,10 @@ Encoding uses the running (equal-weight, SWA) average of the encoder's weights o
 training steps, as the official code's ``AveragedModel``; ``after_optimizer_step`` updates it.
 Series longer than 2 x ``max_train_length`` are cut into sections before pretraining
 (data_provider/pretraining.py, as the official code).
+
+``encoder`` other than "ts2vec" trains another encoder of layers/encoders.py (a backbone) with
+TS2Vec's crops and hierarchical loss: its timestamp mask zeroes the masked input steps (the
+TS2Vec encoder zeroes them after its input projection, which another encoder does not have).
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from layers.dilated_conv import TSEncoder
+from layers.dilated_conv import MASK_MODES, TSEncoder, timestamp_mask
+from layers.encoders import build_encoder
 from models.ssl.base import RepresentationModel
 
 POOLINGS = ("max", "last", None)
@@ -55,6 +60,25 @@ def random_overlapping_crops(length: int, batch: int, temporal_unit: int = 0, de
             offset + crop_left, crop_eright - crop_left, crop_l)
 
 
+class TimestampMasked(nn.Module):
+    """Another encoder with TS2Vec's timestamp masking: ``mask`` None (``mask_mode`` in
+    training, every step at evaluation), a mode name or bool [B, T] (True = keep)."""
+
+    def __init__(self, encoder: nn.Module, mask_mode: str = "binomial"):
+        super().__init__()
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"unknown mask_mode '{mask_mode}'; choose one of {', '.join(MASK_MODES)}")
+        self.net, self.mask_mode = encoder, mask_mode
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | str | None = None) -> torch.Tensor:
+        if mask is None:
+            mask = self.mask_mode if self.training else "all_true"
+        if isinstance(mask, str):
+            mask = timestamp_mask(mask, x.size(0), x.size(1), x.device)
+        keep = mask.to(torch.bool) & ~torch.isnan(x).any(dim=-1)
+        return self.net(torch.nan_to_num(x, nan=0.0) * keep.unsqueeze(-1).to(x.dtype), keep)
+
+
 class TS2Vec(RepresentationModel):
     sliding_encode = True     # encode(causal=, sliding_length=, sliding_padding=)
 
@@ -62,10 +86,16 @@ class TS2Vec(RepresentationModel):
                  depth: int = 10, kernel_size: int = 3, mask_mode: str = "binomial",
                  repr_dropout: float = 0.1, temporal_unit: int = 0,
                  max_train_length: int | None = 3000, average_weights: bool = True,
-                 encode_batch_size: int = 256):
+                 encode_batch_size: int = 256, encoder: str = "ts2vec",
+                 encoder_kwargs: dict | None = None):
         super().__init__()
-        self.encoder = TSEncoder(in_channels, output_dims, hidden_dims, depth, kernel_size,
-                                 mask_mode, repr_dropout)
+        if encoder == "ts2vec":
+            self.encoder = TSEncoder(in_channels, output_dims, hidden_dims, depth, kernel_size,
+                                     mask_mode, repr_dropout)
+        else:
+            self.encoder = TimestampMasked(
+                build_encoder(encoder, in_channels, output_dims, **dict(encoder_kwargs or {})),
+                mask_mode)
         self.repr_dim = output_dims
         self.temporal_unit = temporal_unit
         self.max_train_length = max_train_length
