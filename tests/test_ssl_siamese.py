@@ -156,7 +156,9 @@ def test_dino_teacher_ema_centre_update_multicrop_and_frozen_last_layer():
         assert torch.allclose(t_new, tau * t_old + (1 - tau) * s, atol=1e-6)
     expected_c = 0.9 * centre_before + 0.1 * out["teacher"].reshape(-1, 32).mean(0, keepdim=True)
     assert torch.allclose(model.center, expected_c, atol=1e-6)
-    model.step.fill_(5)                                    # after the first 1 %: trained
+    # after the first 1 %: trained (a checkpoint's step counter reaches the host-side count)
+    model.load_state_dict({**model.state_dict(), "step": torch.tensor(5)})
+    assert model.steps_taken == 5
     out = model(batch)
     DINOLoss()(out, batch)["loss"].backward()
     assert model.head.last_layer.v.grad is not None
