@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
@@ -65,3 +66,14 @@ def copy_data(data_dir: Path, dest: Path, *relpaths: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((Path(data_dir) / rel).read_bytes())
     return Path(dest)
+
+
+def run_paths(data_dir: Path, cache_dir: Path) -> list[str]:
+    """Overrides of a short in-process test run: the data and cache folders, one CPU thread,
+    no progress bars."""
+    return [f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "trainer.progress=false",
+            "trainer.device=cpu", "trainer.num_threads=1"]
+
+
+def finite_scores(metrics: dict) -> bool:
+    return all(math.isfinite(metrics[k]) for k in ("accuracy", "macro_f1"))

@@ -11,7 +11,7 @@ import torch
 from layers.encoders import build_encoder
 from layers.token_dictionary import (ATDEncoder, CategoryAttention, DictionaryRefinement,
                                      TokenDictionaryAttention, WindowAttention)
-from tests.helpers import read_metrics, require_ucr, run_experiment
+from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 SMALL = dict(d_model=8, n_blocks=2, depth=2, n_heads=2, window=4, category_size=5, n_tokens=4,
              reduced_dim=4, mlp_ratio=1.0, ffn_kernel=3, patch_len=2)
@@ -179,31 +179,9 @@ TINY = ('{d_model:16,n_blocks:1,depth:2,n_heads:2,window:8,category_size:8,n_tok
         'reduced_dim:4,mlp_ratio:1.0,patch_len:2}')
 
 
-def _paths(data_dir, cache_dir):
-    return [f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "trainer.progress=false",
-            "trainer.device=cpu", "trainer.num_threads=1"]
-
-
-def _finite(metrics: dict) -> bool:
-    return all(math.isfinite(metrics[k]) for k in ("accuracy", "macro_f1"))
-
-
 def test_classification_on_ecg200(data_dir, cache_dir, tmp_path):
     require_ucr(data_dir, "ECG200")
     run_experiment(["task=classification", "model=atd", "data=ucr", "data.name=ECG200",
                     "trainer.max_epochs=1", "model.repr_dim=16", f"model.encoder_kwargs={TINY}",
-                    *_paths(data_dir, cache_dir)], tmp_path)
-    assert _finite(read_metrics(tmp_path)["test"])
-
-
-@pytest.mark.parametrize("method", ["simclr", "ts2vec"])
-def test_self_supervised_pretraining_with_atd_encoder(method, data_dir, cache_dir, tmp_path):
-    require_ucr(data_dir, "ECG200")
-    # the encoder's arguments replace the method's (simclr's are resnet1d's, ts2vec's empty)
-    width = "model.repr_dim=16" if method == "simclr" else "model.output_dims=16"
-    run_experiment([f"model={method}", "model.encoder=atd", "~model.encoder_kwargs",
-                    f"+model.encoder_kwargs={TINY}", width, "data=ucr", "data.name=ECG200",
-                    "trainer.max_steps=3", "task.protocol=knn", "task.embedding_limit=0",
-                    *_paths(data_dir, cache_dir)], tmp_path)
-    metrics = read_metrics(tmp_path)
-    assert metrics["steps"] == 3 and _finite(metrics["test"])
+                    *run_paths(data_dir, cache_dir)], tmp_path)
+    assert finite_scores(read_metrics(tmp_path)["test"])

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tests.helpers import read_metrics, run_experiment
+from tests.helpers import finite_scores, read_metrics, require_ucr, run_experiment, run_paths
 
 from layers.encoders import ENCODERS, build_encoder
 from layers.fusion import FUSIONS
@@ -160,3 +160,31 @@ def test_fused_classifier_trains_on_mitdb_beats_with_rr_features(fusion, data_di
     metrics = read_metrics(tmp_path)
     assert metrics["steps"] > 0 and math.isfinite(metrics["test"]["loss"])
     assert set(metrics["test"]["per_class"]) >= {"N", "S", "V"}
+
+
+# every backbone, small, as the encoder of a siamese method and of TS2Vec on real data; the
+# encoder's arguments replace the method's (SimCLR's are resnet1d's, TS2Vec's empty)
+SMALL_ENCODERS = {
+    "mixconv": "{stem_width:8,widths:[8,12],kernel_sizes:[3,7],expand_ratio:2.0}",
+    "pkinet": "{stem_width:8,widths:[16],depths:[1],kernel_sizes:[3,5,7],caa_kernel_size:5,ffn_scale:2.0}",
+    "danet": "{width: 16, dilations: [1, 2], head_reduction: 2}",
+    "dat": "{dim: 8, groups: 1, depth: 2, num_heads: 2, window: 8}",
+    "dualvit": "{d_model:16,n_heads:2,depth:1,mlp_ratio:2.0,n_semantic:4,patch_len:4}",
+    "atd": "{d_model:16,n_blocks:1,depth:2,n_heads:2,window:8,category_size:8,n_tokens:4,reduced_dim:4,mlp_ratio:1.0,patch_len:2}",
+    "deformable": "{d_model:8,n_heads:2,n_levels:2,n_points:2,n_layers:1,d_ffn:16}",
+    "multiway": "{d_model:8,n_heads:2,n_layers:2,d_ff:16,patch_len:4}",
+    "two_stream": "{widths:[8,8],kernel_sizes:[5,3]}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_ENCODERS))
+@pytest.mark.parametrize("method", ["simclr", "ts2vec"])
+def test_backbone_is_a_self_supervised_encoder_on_ecg200(method, name, data_dir, cache_dir, tmp_path):
+    require_ucr(data_dir, "ECG200")
+    width = ["model.repr_dim=16", "model.proj_dim=8"] if method == "simclr" else ["model.output_dims=16"]
+    run_experiment([f"model={method}", f"model.encoder={name}", "~model.encoder_kwargs",
+                    f"+model.encoder_kwargs={SMALL_ENCODERS[name]}", *width, "data=ucr",
+                    "data.name=ECG200", "trainer.max_steps=3", "task.protocol=knn",
+                    "task.embedding_limit=0", *run_paths(data_dir, cache_dir)], tmp_path)
+    metrics = read_metrics(tmp_path)
+    assert metrics["steps"] == 3 and finite_scores(metrics["test"])

@@ -19,7 +19,7 @@ from layers.dual_aggregation import (
 )
 from layers.encoders import build_encoder
 from models.backbone import BackboneClassifier
-from tests.helpers import read_metrics, run_experiment
+from tests.helpers import finite_scores, run_paths, read_metrics, run_experiment
 
 TINY = {"dim": 8, "groups": 1, "depth": 2, "num_heads": 2, "window": 4}
 
@@ -182,31 +182,11 @@ def test_bad_arguments_are_refused_with_the_key():
 
 
 # ------------------------------------------------------------------------------ real data
-def _paths(data_dir, cache_dir):
-    return [f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "trainer.progress=false",
-            "trainer.device=cpu", "data=ucr", "data.name=ECG200"]
-
-
-def _finite(metrics: dict) -> bool:
-    return all(math.isfinite(metrics[k]) for k in ("accuracy", "macro_f1"))
 
 
 def test_dat_classifies_ecg200(data_dir, cache_dir, tmp_path):
-    run_experiment(["task=classification", "model=dat", *_paths(data_dir, cache_dir),
+    run_experiment(["task=classification", "model=dat", *run_paths(data_dir, cache_dir),
                     "trainer.max_epochs=1", "model.encoder_kwargs.dim=16",
                     "model.encoder_kwargs.groups=1"], tmp_path)
     metrics = read_metrics(tmp_path)
-    assert _finite(metrics["test"]) and _finite(metrics["val"])
-
-
-@pytest.mark.parametrize("method", ["simclr", "ts2vec"])
-def test_dat_is_a_self_supervised_encoder(method, data_dir, cache_dir, tmp_path):
-    # the encoder's arguments replace the method's (simclr's are resnet1d's, ts2vec's empty)
-    kwargs = "{dim: 8, groups: 1, depth: 2, num_heads: 2, window: 8}"
-    width = (["model.repr_dim=16", "model.proj_dim=8"] if method == "simclr"
-             else ["model.output_dims=16"])
-    run_experiment([f"model={method}", "model.encoder=dat", "~model.encoder_kwargs",
-                    f"+model.encoder_kwargs={kwargs}", *width, *_paths(data_dir, cache_dir),
-                    "trainer.max_steps=3", "task.protocol=knn", "task.embedding_limit=0"], tmp_path)
-    metrics = read_metrics(tmp_path)
-    assert metrics["steps"] == 3 and _finite(metrics["test"])
+    assert finite_scores(metrics["test"]) and finite_scores(metrics["val"])

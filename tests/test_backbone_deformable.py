@@ -14,7 +14,7 @@ from layers.deformable_attention import (
     MultiScaleDeformableAttention1d,
 )
 from layers.encoders import build_encoder
-from tests.helpers import read_metrics, require_ucr, run_experiment
+from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 
 def interpolate(value: torch.Tensor, position: float) -> torch.Tensor:
@@ -170,31 +170,9 @@ def test_bad_arguments_are_refused_by_name():
 TINY = "{d_model:8,n_heads:2,n_levels:2,n_points:2,n_layers:1,d_ffn:16}"
 
 
-def _paths(data_dir, cache_dir):
-    return [f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "trainer.progress=false",
-            "trainer.device=cpu", "trainer.num_threads=1"]
-
-
-def _finite(metrics: dict) -> bool:
-    return all(math.isfinite(metrics[k]) for k in ("accuracy", "macro_f1"))
-
-
 def test_classification_on_ecg200(data_dir, cache_dir, tmp_path):
     require_ucr(data_dir, "ECG200")
     run_experiment(["task=classification", "model=deformable", "data=ucr", "data.name=ECG200",
                     "trainer.max_epochs=1", "model.repr_dim=16", f"model.encoder_kwargs={TINY}",
-                    *_paths(data_dir, cache_dir)], tmp_path)
-    assert _finite(read_metrics(tmp_path)["test"])
-
-
-@pytest.mark.parametrize("method", ["simclr", "ts2vec"])
-def test_self_supervised_pretraining_with_deformable_encoder(method, data_dir, cache_dir, tmp_path):
-    require_ucr(data_dir, "ECG200")
-    # the encoder's arguments replace the method's (simclr's are resnet1d's, ts2vec's empty)
-    width = "model.repr_dim=16" if method == "simclr" else "model.output_dims=16"
-    run_experiment([f"model={method}", "model.encoder=deformable", "~model.encoder_kwargs",
-                    f"+model.encoder_kwargs={TINY}", width, "data=ucr",
-                    "data.name=ECG200", "trainer.max_steps=3", "task.protocol=knn",
-                    "task.embedding_limit=0", *_paths(data_dir, cache_dir)], tmp_path)
-    metrics = read_metrics(tmp_path)
-    assert metrics["steps"] == 3 and _finite(metrics["test"])
+                    *run_paths(data_dir, cache_dir)], tmp_path)
+    assert finite_scores(read_metrics(tmp_path)["test"])

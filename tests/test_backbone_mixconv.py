@@ -3,7 +3,6 @@ MixNet block and encoder (gradients, odd lengths, masks), and short real-data ru
 classifier and as the encoder of SimCLR and TS2Vec."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from torch import nn
 
 from layers.encoders import build_encoder, pool
 from layers.mixconv import MixBlock, MixConv1d, MixConvEncoder, equal_split
-from tests.helpers import read_metrics, require_ucr, run_experiment
+from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 
 def test_equal_split_gives_the_remainder_to_the_first_group():
@@ -105,31 +104,9 @@ def test_bad_arguments_are_refused_by_name():
 TINY = "{stem_width:8,widths:[8,12],kernel_sizes:[3,7],expand_ratio:2.0}"
 
 
-def _paths(data_dir, cache_dir):
-    return [f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "trainer.progress=false",
-            "trainer.device=cpu", "trainer.num_threads=1"]
-
-
-def _finite(metrics: dict) -> bool:
-    return all(math.isfinite(metrics[k]) for k in ("accuracy", "macro_f1"))
-
-
 def test_classification_on_ecg200(data_dir, cache_dir, tmp_path):
     require_ucr(data_dir, "ECG200")
     run_experiment(["task=classification", "model=mixconv", "data=ucr", "data.name=ECG200",
                     "trainer.max_epochs=1", "model.repr_dim=16", f"model.encoder_kwargs={TINY}",
-                    *_paths(data_dir, cache_dir)], tmp_path)
-    assert _finite(read_metrics(tmp_path)["test"])
-
-
-@pytest.mark.parametrize("method", ["simclr", "ts2vec"])
-def test_self_supervised_pretraining_with_mixconv_encoder(method, data_dir, cache_dir, tmp_path):
-    require_ucr(data_dir, "ECG200")
-    # the encoder's arguments replace the method's (simclr's are resnet1d's, ts2vec's empty)
-    width = "model.repr_dim=16" if method == "simclr" else "model.output_dims=16"
-    run_experiment([f"model={method}", "model.encoder=mixconv", "~model.encoder_kwargs",
-                    f"+model.encoder_kwargs={TINY}", width, "data=ucr",
-                    "data.name=ECG200", "trainer.max_steps=3", "task.protocol=knn",
-                    "task.embedding_limit=0", *_paths(data_dir, cache_dir)], tmp_path)
-    metrics = read_metrics(tmp_path)
-    assert metrics["steps"] == 3 and _finite(metrics["test"])
+                    *run_paths(data_dir, cache_dir)], tmp_path)
+    assert finite_scores(read_metrics(tmp_path)["test"])

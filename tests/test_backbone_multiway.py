@@ -4,14 +4,13 @@ streams (leads; time and frequency on one lead), odd lengths, gradients, padding
 real-data runs as a classifier and as the encoder of SimCLR and TS2Vec."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 
 from layers.encoders import build_encoder
 from layers.multiway import MultiwayBlock, MultiwayEncoder, spectrum
-from tests.helpers import read_metrics, require_ucr, run_experiment
+from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 
 def block(n_modalities: int = 3, fusion: bool = False) -> MultiwayBlock:
@@ -146,33 +145,11 @@ def test_bad_arguments_are_refused_by_name():
 TINY = "{d_model:8,n_heads:2,n_layers:2,d_ff:16,patch_len:4}"
 
 
-def _paths(data_dir, cache_dir):
-    return [f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "trainer.progress=false",
-            "trainer.device=cpu", "trainer.num_threads=1"]
-
-
-def _finite(metrics: dict) -> bool:
-    return all(math.isfinite(metrics[k]) for k in ("accuracy", "macro_f1"))
-
-
 @pytest.mark.parametrize("data", [("ucr", "ECG200"), ("uea", "BasicMotions")])
 def test_classification_on_one_lead_and_several(data, data_dir, cache_dir, tmp_path):
     family, name = data
     require_ucr(data_dir, name, family.upper())
     run_experiment(["task=classification", "model=multiway", f"data={family}", f"data.name={name}",
                     "trainer.max_epochs=1", "model.repr_dim=16", f"model.encoder_kwargs={TINY}",
-                    *_paths(data_dir, cache_dir)], tmp_path)
-    assert _finite(read_metrics(tmp_path)["test"])
-
-
-@pytest.mark.parametrize("method", ["simclr", "ts2vec"])
-def test_self_supervised_pretraining_with_multiway_encoder(method, data_dir, cache_dir, tmp_path):
-    require_ucr(data_dir, "ECG200")
-    # the encoder's arguments replace the method's (simclr's are resnet1d's, ts2vec's empty)
-    width = "model.repr_dim=16" if method == "simclr" else "model.output_dims=16"
-    run_experiment([f"model={method}", "model.encoder=multiway", "~model.encoder_kwargs",
-                    f"+model.encoder_kwargs={TINY}", width, "data=ucr",
-                    "data.name=ECG200", "trainer.max_steps=3", "task.protocol=knn",
-                    "task.embedding_limit=0", *_paths(data_dir, cache_dir)], tmp_path)
-    metrics = read_metrics(tmp_path)
-    assert metrics["steps"] == 3 and _finite(metrics["test"])
+                    *run_paths(data_dir, cache_dir)], tmp_path)
+    assert finite_scores(read_metrics(tmp_path)["test"])
