@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from layers.step_mask import observed_steps
+
 
 def sample_linear(values: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
     """values [N, C, T], locations [N, Q, P] in [0, 1] of the map -> [N, C, Q, P]: each map
@@ -222,10 +224,7 @@ class DeformableEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         t = x.size(1)
-        observed = ~torch.isnan(x).any(dim=-1)
-        if mask is not None and not isinstance(mask, str):
-            observed = observed & mask.to(torch.bool)
-        x = torch.nan_to_num(x, nan=0.0) * observed.unsqueeze(-1).to(x.dtype)
+        x, observed = observed_steps(x, mask)
         steps = torch.arange(1, t + 1, device=x.device)
         extent = (observed * steps).amax(dim=1).clamp(min=1)         # last observed step + 1
         feats, masks = self.pyramid(x, observed, extent)

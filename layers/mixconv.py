@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from layers.step_mask import observed_mean, zero_unobserved
+
 
 def equal_split(channels: int, groups: int) -> list[int]:
     """MixConv's equal channel split; the first group takes the remainder."""
@@ -44,18 +46,6 @@ def _check_kernel_sizes(kernel_sizes, where: str) -> tuple[int, ...]:
         raise ValueError(f"{where}: kernel_sizes must be a non-empty list of odd positive "
                          f"integers (same-length output), got {list(ks)}")
     return ks
-
-
-def zero_unobserved(h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """h [B, C, T] with the unobserved steps (keep [B, 1, T] = 0) set to zero."""
-    return h if keep is None else h * keep
-
-
-def observed_mean(h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """Mean of h [B, C, T] over the observed steps -> [B, C, 1]."""
-    if keep is None:
-        return h.mean(dim=-1, keepdim=True)
-    return (h * keep).sum(dim=-1, keepdim=True) / keep.sum(dim=-1, keepdim=True).clamp(min=1)
 
 
 class MixConv1d(nn.Module):

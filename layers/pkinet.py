@@ -41,17 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def zero_unobserved(h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """h [B, C, T] with the unobserved steps (keep [B, 1, T] = 0) set to zero."""
-    return h if keep is None else h * keep
-
-
-def observed_mean(h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """Mean of h [B, C, T] over the observed steps -> [B, C, 1]."""
-    if keep is None:
-        return h.mean(dim=-1, keepdim=True)
-    return (h * keep).sum(dim=-1, keepdim=True) / keep.sum(dim=-1, keepdim=True).clamp(min=1)
+from layers.step_mask import observed_mean, zero_unobserved
 
 
 def depthwise(channels: int, kernel_size: int) -> nn.Conv1d:

@@ -24,15 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from layers.step_mask import observed_steps
+
 VIEWS = ("difference", "spectrogram")
-
-
-def observed_steps(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x with NaN and masked steps zeroed, bool [B, T] True = observed)."""
-    observed = ~torch.isnan(x).any(dim=-1)
-    if mask is not None and not isinstance(mask, str):
-        observed = observed & mask.to(torch.bool)
-    return torch.nan_to_num(x, nan=0.0) * observed.unsqueeze(-1).to(x.dtype), observed
 
 
 def first_difference(x: torch.Tensor) -> torch.Tensor:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from layers.step_mask import observed_steps
 from layers.two_stream import (
     StreamCNN,
     check_stream_args,
-    observed_steps,
     second_view,
     view_channels,
 )
