@@ -32,7 +32,8 @@ from . import mitdb_cache, mitdb_features
 from .base import ArrayDataset, DataBundle
 from .memmap import Mapped, MappedFile, MemmapDataset
 from .mitdb_files import ensure_records, record_digests, verify_records
-from .mitdb_signal import CLASS_NAMES, RR_FEATURE_NAMES, SignalSettings, process_record
+from .mitdb_signal import (CLASS_NAMES, NORMALIZED_RR_NAMES, RR_FEATURE_NAMES, SignalSettings,
+                           normalize_rr, process_record)
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,12 @@ def build(cfg) -> DataBundle:
                     window_records=recs["train"] + recs["val"], digests=digests,
                     memory_map=bool(_get(d, "memory_map", False)))
 
-    features, feature_names = (a["rr"], list(RR_FEATURE_NAMES)) if rr else (None, [])
+    features, feature_names = None, []
+    if rr:
+        mode = str(_get(d, "rr_normalize", "none"))
+        features = normalize_rr(np.asarray(a["rr"]), np.asarray(a["record"]), mode,
+                                float(_get(d, "rr_causal_seconds", 300.0)))
+        feature_names = list(RR_FEATURE_NAMES if mode == "none" else NORMALIZED_RR_NAMES)
     if bool(_get(d, "dechazal_features", False)):
         features = _dechazal_features(cfg, folder, all_records, settings, digests, a)
         feature_names = list(mitdb_features.DECHAZAL_FEATURE_NAMES)

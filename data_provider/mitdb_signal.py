@@ -26,6 +26,10 @@ AAMI_MAP = {
 AAMI_INDEX = {sym: CLASS_NAMES.index(c) for sym, c in AAMI_MAP.items()}
 
 RR_FEATURE_NAMES = ["pre_rr", "post_rr", "local_rr", "avg_rr", "pre_rr_ratio", "post_rr_ratio"]
+# data.rr_normalize: none = the six features above; record / causal = pre, post and local RR
+# divided by the patient's own average RR (of the whole record, or of the past window only)
+RR_NORMALIZATIONS = ("none", "record", "causal")
+NORMALIZED_RR_NAMES = ["pre_rr_norm", "post_rr_norm", "local_rr_norm"]
 
 FILTERS = ("bandpass", "median_baseline", "none")
 NORMALIZATIONS = ("beat_zscore", "record_zscore", "none")
@@ -258,6 +262,35 @@ def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
     local = (csum[hi] - csum[lo]) / (hi - lo)
     avg = np.full(n, rr.mean())
     return np.stack([pre, post, local, avg, pre / avg, post / avg], axis=1).astype(np.float32)
+
+
+def normalize_rr(rr: np.ndarray, record: np.ndarray, mode: str,
+                 causal_seconds: float = 300.0) -> np.ndarray:
+    """Per-patient RR features from the six of ``rr_features`` (rows of several records,
+    ``record`` naming each row's record, rows of a record in time order).
+
+    record: pre, post and local RR over the record's mean RR (the whole recording, as
+    de Chazal et al.'s average RR). causal: over the mean of the pre-RR intervals that ended
+    within the last ``causal_seconds`` up to this beat, what a monitor running live knows
+    (the first beats of a record use the few intervals seen so far)."""
+    if mode not in RR_NORMALIZATIONS:
+        raise ValueError(f"data.rr_normalize={mode!r} is not known; choose one of "
+                         f"{', '.join(RR_NORMALIZATIONS)}")
+    if mode == "none":
+        return rr
+    if mode == "record":
+        return (rr[:, :3] / rr[:, 3:4]).astype(np.float32)
+    out = np.empty((len(rr), 3), dtype=np.float32)
+    for r in np.unique(record):
+        rows = np.flatnonzero(record == r)
+        pre = rr[rows, 0].astype(np.float64)
+        t = np.cumsum(pre) - pre[0]                 # each beat's time from the record's first
+        csum = np.concatenate([[0.0], np.cumsum(pre)])
+        first = np.searchsorted(t, t - causal_seconds, side="left")   # oldest beat in the window
+        i = np.arange(len(rows))
+        avg = (csum[i + 1] - csum[first]) / (i + 1 - first)
+        out[rows] = rr[rows, :3] / avg[:, None]
+    return out
 
 
 def process_record(path: Path, s: SignalSettings, window_seconds: float | None = None):

@@ -45,6 +45,17 @@ def _is_svc(est) -> bool:
     return isinstance(last, SVC)
 
 
+CLASS_WEIGHTS = (None, "balanced")
+
+
+def check_class_weight(class_weight):
+    """task.protocol_args.<protocol>.class_weight: null or balanced."""
+    if class_weight not in CLASS_WEIGHTS:
+        raise ValueError(f"class_weight={class_weight!r} (task.protocol_args) is not known; "
+                         "choose null or balanced")
+    return class_weight
+
+
 def num_classes_of(y, num_classes: int | None) -> int:
     return int(num_classes) if num_classes is not None else int(np.max(y)) + 1
 

@@ -10,7 +10,10 @@ the feature protocols. ``task.evaluations`` (e.g. ``[linear:1.0, knn:0.01]``) ru
 protocol:fraction pairs on the same frozen encoder, every split encoded once; their metrics
 are keyed "linear@1", "knn@0.01". Data without a test split (TF-C's Epilepsy) is reported on
 downstream_val, and the protocol then gets no validation split (nothing selects on the
-reported set). Forecasting data follows TS2Vec's ridge protocol instead (``evaluate_forecast``).
+reported set). With ``task.decision_rule=fitted`` every protocol keeps downstream_val out of
+its fit (``fit_on_val`` is then ignored) and its scores there fit per-class offsets that the
+test predictions use (utils/decision_rule.py). Forecasting data follows TS2Vec's ridge
+protocol instead (``evaluate_forecast``).
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import logging
 import numpy as np
 from omegaconf import OmegaConf
 
-from utils.metrics import classification_metrics
+from utils.decision_rule import (as_log_scores, check_rule, fit_class_offsets, rule_metrics,
+                                 rule_record)
 
 from . import FEATURE_PROTOCOLS, get_protocol, stratified_subset
 from .base import subsample_rows
@@ -57,6 +61,7 @@ def evaluation_key(name: str, fraction: float) -> str:
 def check_task(task) -> None:
     """Wrong task.* values name themselves and the valid choices, before any work."""
     get_protocol(str(task.get("protocol", "svm")))
+    check_rule(task.get("decision_rule", "argmax"))
     parse_evaluations(task.get("evaluations"))
     for key, allowed in TASK_CHOICES.items():
         if str(task.get(key, allowed[0])) not in allowed:
@@ -119,6 +124,10 @@ class DownstreamEvaluation:
         self.features = SplitFeatures(encode, self.x, whole)
         self.extra = bool(task.get("append_features", True)) and all(
             v[2] is not None for v in splits.values())
+        self.fitted_rule = check_rule(task.get("decision_rule", "argmax")) == "fitted"
+        if self.fitted_rule and "val" not in splits:
+            raise ValueError("task.decision_rule=fitted fits its class offsets on downstream_val, "
+                             "which this data does not have; use task.decision_rule=argmax")
 
     def _rows(self, name: str, frac: float) -> tuple[list, list]:
         """Rows used per split: the stratified label fraction of train (and of val); the
@@ -128,7 +137,8 @@ class DownstreamEvaluation:
         if "val" in self.splits:
             val_rows = [("val", stratified_subset(self.y["val"], frac, self.seed) if frac < 1
                          else np.arange(len(self.y["val"])))]
-        if name in CV_PROTOCOLS and bool(self.task.get("fit_on_val", True)) and val_rows:
+        if (name in CV_PROTOCOLS and bool(self.task.get("fit_on_val", True)) and val_rows
+                and not self.fitted_rule):
             train_rows, val_rows = train_rows + val_rows, []
         return train_rows, val_rows
 
@@ -154,15 +164,24 @@ class DownstreamEvaluation:
         fit = get_protocol(name)
         y_va = _gather(self.y, val_rows) if val_rows else None
         if name in FEATURE_PROTOCOLS:
-            clf, scores, f_te = self._fit_features(fit, train_rows, val_rows, y_tr, y_va, f_te, k, args)
+            clf, scores, f_te, val_scores = self._fit_features(fit, train_rows, val_rows, y_tr, y_va,
+                                                               f_te, k, args)
         else:
+            x_va = _gather(self.x, val_rows) if val_rows else None
             clf = fit(self.model, _gather(self.x, train_rows), y_tr, num_classes=k,
-                      val_x=_gather(self.x, val_rows) if val_rows else None, val_y=y_va,
-                      seed=self.seed, device=self.device, **args)
+                      val_x=x_va, val_y=y_va, seed=self.seed, device=self.device, **args)
             scores = clf.scores(self.x["test"])
+            val_scores = clf.scores(x_va) if self.fitted_rule else None
         # SVM scores are decision values (margins), the others probabilities
-        metrics = classification_metrics(y_te, scores, self.meta.get("class_names"),
-                                         scores_are_probs=bool(getattr(clf, "scores_are_probs", True)))
+        probs = bool(getattr(clf, "scores_are_probs", True))
+        names = self.meta.get("class_names")
+        offsets = None
+        if self.fitted_rule:
+            offsets = fit_class_offsets(as_log_scores(val_scores, probs), y_va,
+                                        int(self.task.get("decision_min_support", 10)))
+        metrics = rule_metrics(y_te, scores, offsets, names, scores_are_probs=probs)
+        if offsets is not None:
+            metrics["decision_rule"] = rule_record(offsets, names)
         metrics.update(protocol=name, label_fraction=frac, n_labelled=int(len(y_tr)),
                        encoder=self.encoder_label, extra_features=extra, test_split=self.report)
         return metrics, f_te
@@ -179,7 +198,8 @@ class DownstreamEvaluation:
             if f_va is not None:
                 f_va = np.hstack([f_va, (_gather(e, val_rows) - mu) / sd])
         clf = fit(f_tr, y_tr, num_classes=k, val_features=f_va, val_y=y_va, seed=self.seed, **args)
-        return clf, clf.scores(f_te), f_te
+        val_scores = clf.scores(f_va) if self.fitted_rule else None
+        return clf, clf.scores(f_te), f_te, val_scores
 
 
 def downstream_splits(arrays_of_split, data_name: str) -> tuple[dict, str]:

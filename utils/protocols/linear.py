@@ -1,14 +1,18 @@
 """Linear probe: a linear layer trained with cross-entropy on frozen, standardised
 representations (Adam; weights start at N(0, 0.01) as MoCo's and DINO's linear evaluation). With validation features, the epoch with the best validation
 accuracy is kept (early stopping after ``patience`` epochs without improvement). Small
-labelled sets train for at least ``min_steps`` optimizer steps."""
+labelled sets train for at least ``min_steps`` optimizer steps. ``class_weight="balanced"``
+weighs the cross-entropy by inverse class frequency (as the supervised loss's option)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .base import num_classes_of, train_keep_best
+from utils.losses.supervised import balanced_class_weights
+
+from .base import check_class_weight, num_classes_of, train_keep_best
 
 
 class LinearProbe:
@@ -31,7 +35,8 @@ class LinearProbe:
 
 def fit_linear(features, y, num_classes: int | None = None, val_features=None, val_y=None,
                seed: int = 0, epochs: int = 100, lr: float = 1e-3, weight_decay: float = 0.0,
-               batch_size: int = 256, patience: int = 20, min_steps: int = 1000, **_):
+               batch_size: int = 256, patience: int = 20, min_steps: int = 1000,
+               class_weight: str | None = None, **_):
     x = np.asarray(features, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     k = num_classes_of(y, num_classes)
@@ -57,7 +62,11 @@ def fit_linear(features, y, num_classes: int | None = None, val_features=None, v
     epochs, patience = epochs * stretch, None if patience is None else patience * stretch
     min_epochs = -(-int(min_steps) // per_epoch) if min_steps else 0
     has_val = val_features is not None and len(val_features) > 0
+    loss_fn = None
+    if check_class_weight(class_weight) == "balanced":
+        w = torch.tensor(balanced_class_weights(np.bincount(y, minlength=k)), dtype=torch.float32)
+        loss_fn = lambda xb, yb: F.cross_entropy(layer(xb), yb, weight=w)   # noqa: E731
     train_keep_best(layer, opt, xt, yt, layer, epochs=epochs, batch_size=batch_size, generator=gen,
                     predict_val=(lambda: probe.predict(val_features)) if has_val else None,
-                    val_y=val_y, patience=patience, min_epochs=min_epochs)
+                    val_y=val_y, patience=patience, min_epochs=min_epochs, loss_fn=loss_fn)
     return probe

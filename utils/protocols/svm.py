@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
 
-from .base import SklearnClassifier, num_classes_of, subsample_rows
+from .base import SklearnClassifier, check_class_weight, num_classes_of, subsample_rows
 
 
 class SVMClassifier(SklearnClassifier):
@@ -45,10 +45,14 @@ C_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000, 10000, np.inf]
 
 
 def fit_svm(features, y, num_classes: int | None = None, seed: int = 0,
-            max_samples: int = 10000, cv: int = 5, n_jobs: int | None = None, **_):
+            max_samples: int = 10000, cv: int = 5, n_jobs: int | None = None,
+            class_weight: str | None = None, **_):
+    """class_weight: None (TS2Vec's) or "balanced" (each class's errors weighted by its inverse
+    frequency, scikit-learn's SVC(class_weight="balanced"))."""
     x, y = np.asarray(features, dtype=np.float64), np.asarray(y)
     n_cls = len(np.unique(y))
-    svm = SVC(C=np.inf, kernel="rbf", gamma="scale", max_iter=10_000_000)
+    svm = SVC(C=np.inf, kernel="rbf", gamma="scale", max_iter=10_000_000,
+              class_weight=check_class_weight(class_weight))
     if len(y) // n_cls < 5 or len(y) < 50:
         est = svm.fit(x, y)
     else:
