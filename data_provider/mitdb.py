@@ -200,6 +200,7 @@ def _beat_dataset(a: dict, records, features: np.ndarray | None) -> ArrayDataset
     if features is not None:
         items["features"] = features[idx]
     items["patient_id"] = np.array([patient_of(r) for r in a["record"][idx]], dtype=np.int64)
+    items["record"] = np.asarray(a["record"][idx], dtype=np.int64)   # per-record figures
     items["index"] = np.arange(len(idx), dtype=np.int64)
     return _dataset(items, idx)
 

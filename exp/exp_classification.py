@@ -10,6 +10,7 @@ from exp.exp_basic import Exp_Basic
 from utils.decision_rule import check_rule, fit_class_offsets, rule_metrics, rule_record
 from utils.figures import confusion_matrix_figure
 from utils.instantiate import build
+from utils.metrics import per_record_metrics
 
 # Optional batch keys a classifier's forward may take by name.
 EXTRA_INPUTS = ("features", "mask", "x_mark")
@@ -52,7 +53,10 @@ class Exp_Classification(Exp_Basic):
             return self._mixup_batch(batch, alpha)
         logits = self._forward(batch, batch["x"])
         loss = self.criterion({"logits": logits}, batch) if "y" in batch else None
-        return loss, {"logits": logits, "y": batch.get("y", torch.empty(0))}
+        outputs = {"logits": logits, "y": batch.get("y", torch.empty(0))}
+        if not train and "record" in batch:          # MIT-BIH: figures per recording
+            outputs["record"] = batch["record"]
+        return loss, outputs
 
     def _mixup_batch(self, batch: dict, alpha: float):
         """Mixup (Zhang et al. 2018): convex combination of inputs (and extra features) of
@@ -85,8 +89,14 @@ class Exp_Classification(Exp_Basic):
     def _metrics(self, collected, split):
         if "y" not in collected or collected["y"].size == 0:
             return {}
-        return rule_metrics(collected["y"], collected["logits"], self.class_offsets,
-                            self.meta.get("class_names"))
+        names = self.meta.get("class_names")
+        metrics = rule_metrics(collected["y"], collected["logits"], self.class_offsets, names)
+        if "record" in collected:
+            scores = collected["logits"] + (0.0 if self.class_offsets is None else self.class_offsets)
+            metrics["per_record"] = per_record_metrics(
+                collected["y"], scores.argmax(1), collected["record"],
+                names or [str(i) for i in range(scores.shape[1])])
+        return metrics
 
     def _log_evaluation(self, collected, split, metrics):
         if "confusion_matrix" in metrics and self.cfg.logger.get("confusion_matrix", True):

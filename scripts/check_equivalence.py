@@ -1,7 +1,8 @@
 """Do two versions of the framework give the same numbers? Runs a fixed set of short, seeded
 experiments - every task and every method family, on the real datasets - and compares their
 metrics.json (every field but wall times) and the trained weights in checkpoints/last.pt,
-to the last digit.
+to the last digit. A metric that only this tree reports (added since the other revision) is
+listed but is no difference: every figure the other revision reports must be the same.
 
     # this tree against another revision (checked out in a temporary git worktree)
     DATA_DIR=<data> python scripts/check_equivalence.py --base HEAD~3
@@ -159,8 +160,7 @@ def _strip_timing(obj):
 
 def _differences(a, b, path="") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
-        out = [f"{path}/{k}: only in {'base' if k in a else 'this tree'}"
-               for k in sorted(set(a) ^ set(b))]
+        out = [f"{path}/{k}: only in base" for k in sorted(set(a) - set(b))]
         for k in sorted(set(a) & set(b)):
             out += _differences(a[k], b[k], f"{path}/{k}")
         return out
@@ -168,6 +168,16 @@ def _differences(a, b, path="") -> list[str]:
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
     same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
     return [] if same else [f"{path}: {a!r} != {b!r}"]
+
+
+def _added_keys(a, b, path="") -> list[str]:
+    """Paths of metrics.json keys in ``b`` (this tree) that ``a`` lacks."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return []
+    out = [f"{path}/{k}" for k in sorted(set(b) - set(a))]
+    for k in sorted(set(a) & set(b)):
+        out += _added_keys(a[k], b[k], f"{path}/{k}")
+    return out
 
 
 def _weight_differences(a: Path, b: Path) -> list[str]:
@@ -191,12 +201,14 @@ def compare(base: Path, here: Path, names: list[str]) -> list[str]:
         if not ma.is_file() or not mb.is_file():
             problems.append(f"{name}: metrics.json missing on {'base' if not ma.is_file() else 'this tree'}")
             continue
-        diffs = _differences(_strip_timing(json.loads(ma.read_text())),
-                             _strip_timing(json.loads(mb.read_text())))
+        mine, theirs = _strip_timing(json.loads(mb.read_text())), _strip_timing(json.loads(ma.read_text()))
+        diffs = _differences(theirs, mine)
+        added = _added_keys(theirs, mine)
         diffs += _weight_differences(base / name / "checkpoints" / "last.pt",
                                      here / name / "checkpoints" / "last.pt")
         problems += [f"{name}{d if d.startswith('/') else ': ' + d}" for d in diffs[:10]]
-        print(f"  {name:<26} {'identical' if not diffs else f'{len(diffs)} difference(s)'}")
+        print(f"  {name:<26} {'identical' if not diffs else f'{len(diffs)} difference(s)'}"
+              + (f" (new here: {', '.join(added[:4])}{' ...' if len(added) > 4 else ''})" if added else ""))
     return problems
 
 

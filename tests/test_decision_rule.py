@@ -138,8 +138,19 @@ def test_classifier_under_the_fitted_rule_on_mitdb(data_dir, cache_dir, tmp_path
     assert set(offsets) == {"N", "S", "V", "F", "Q"} and offsets["N"] == 0.0
     # fitted on val: never below the argmax rule there; the test split reports both rules
     assert m["val"]["macro_f1"] >= m["val"]["argmax"]["macro_f1"]
-    assert sum(c["support"] for c in m["test"]["per_class"].values()) == \
-        sum(c["support"] for c in m["test"]["argmax"]["per_class"].values())
+    test = m["test"]
+    assert sum(c["support"] for c in test["per_class"].values()) == \
+        sum(c["support"] for c in test["argmax"]["per_class"].values())
+    # AAMI's false positive rate and the per-record figures, from the confusion matrix (rows: truth)
+    cm = np.array(test["confusion_matrix"])
+    for i, name in enumerate(["N", "S", "V", "F", "Q"]):
+        negatives = cm.sum() - cm[i].sum()
+        assert test["per_class"][name]["fpr"] == pytest.approx((cm[:, i].sum() - cm[i, i]) / negatives)
+    rows = {r["record"]: r for r in test["per_record"]}
+    assert set(rows) == {100, 232} and sum(r["beats"] for r in rows.values()) == cm.sum()
+    assert sum(r["errors"] for r in rows.values()) == cm.sum() - np.trace(cm)
+    s_true = sum(r["per_class"].get("S", {}).get("support", 0) for r in rows.values())
+    assert s_true == cm[1].sum()
 
 
 def test_pretrained_encoder_protocol_under_the_fitted_rule_on_mitdb(data_dir, cache_dir, tmp_path):

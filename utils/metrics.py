@@ -29,10 +29,13 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray,
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
     per_class = {}
+    negatives = len(y_true) - support
     for i, name in enumerate(names):
         per_class[name] = {
             "sensitivity": float(tp[i] / support[i]) if support[i] else float("nan"),
             "ppv": float(tp[i] / predicted[i]) if predicted[i] else float("nan"),
+            # false positive rate, FP / (FP + TN), as AAMI EC57 reports it beside Se and +P
+            "fpr": float((predicted[i] - tp[i]) / negatives[i]) if negatives[i] else float("nan"),
             "support": int(support[i]),
         }
     present = labels[support > 0]
@@ -46,6 +49,27 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray,
         "confusion_matrix": cm.tolist(),
     }
     return out
+
+
+def per_record_metrics(y_true: np.ndarray, y_pred: np.ndarray, record: np.ndarray,
+                       class_names: list[str]) -> list[dict]:
+    """Per recording: beats, errors, and each class's sensitivity / positive predictive value
+    (null where the record has no such beat / no such prediction), records sorted by errors."""
+    rows = []
+    for r in np.unique(record):
+        mine = record == r
+        yt, yp = y_true[mine], y_pred[mine]
+        per_class = {}
+        for i, name in enumerate(class_names):
+            n_true, n_pred = int((yt == i).sum()), int((yp == i).sum())
+            if n_true or n_pred:
+                hit = int(((yt == i) & (yp == i)).sum())
+                per_class[name] = {"support": n_true, "predicted": n_pred,
+                                   "sensitivity": hit / n_true if n_true else None,
+                                   "ppv": hit / n_pred if n_pred else None}
+        rows.append({"record": int(r), "beats": int(mine.sum()), "errors": int((yt != yp).sum()),
+                     "per_class": per_class})
+    return sorted(rows, key=lambda row: (-row["errors"], row["record"]))
 
 
 def _auroc(y_true, probs, present) -> float:
