@@ -153,6 +153,12 @@ class Exp_Pretrain(Exp_Basic):
         feats = None if feats is None else feats.float().cpu().numpy()
         return series_with_nan(ds), labels_of(ds), feats
 
+    def _test_records(self, report: str) -> np.ndarray | None:
+        """The recording of each reported sample, where the data carries one (MIT-BIH)."""
+        ds = self.data.splits.get(f"downstream_{report}")
+        records = getattr(ds, "arrays", {}).get("record") if ds is not None else None
+        return None if records is None else np.asarray(records)
+
     def _encode(self, x: np.ndarray) -> np.ndarray:
         pooling = self.cfg.task.get("pooling", "max")
         bs = int(self.cfg.trainer.eval_batch_size)
@@ -173,7 +179,8 @@ class Exp_Pretrain(Exp_Basic):
         # several evaluations encode every split once and share the features
         evaluation = DownstreamEvaluation(task, splits, self._encode, self.model, self.meta,
                                           int(self.cfg.seed), self.device, which, report,
-                                          whole=bool(evaluations))
+                                          whole=bool(evaluations),
+                                          test_records=self._test_records(report))
         metrics, f_te = evaluation.run(str(task.protocol), float(task.get("label_fraction", 1.0)))
         self._log_embedding(f_te[:, :self.model.repr_dim], splits["test"][1])
         results = {report: metrics, "test_split": report}

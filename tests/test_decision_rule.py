@@ -162,6 +162,11 @@ def test_pretrained_encoder_protocol_under_the_fitted_rule_on_mitdb(data_dir, ca
     test = m["test"]
     assert test["decision_rule"]["rule"] == "fitted" and test["decision_rule"]["offsets"]["N"] == 0.0
     assert set(test["argmax"]["per_class"]) == {"N", "S", "V", "F", "Q"}
+    # per-record figures under the rule: they add up to its confusion matrix
+    cm = np.array(test["confusion_matrix"])
+    rows = {r["record"]: r for r in test["per_record"]}
+    assert set(rows) == {100, 232} and sum(r["beats"] for r in rows.values()) == cm.sum()
+    assert sum(r["errors"] for r in rows.values()) == cm.sum() - np.trace(cm)
     # the logistic fit left downstream_val (records 119, 223) out: it was kept for the offsets
     bundle = data_provider(compose_cfg(["model=ts2vec", *MITDB_FEW, *run_paths(data_dir, cache_dir)]))
     assert test["n_labelled"] == len(bundle.splits["train"])

@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from utils.decision_rule import (as_log_scores, check_rule, fit_class_offsets, rule_metrics,
                                  rule_record)
+from utils.metrics import per_record_metrics
 
 from . import FEATURE_PROTOCOLS, get_protocol, stratified_subset
 from .base import subsample_rows
@@ -116,8 +117,10 @@ class DownstreamEvaluation:
     the protocols that fine-tune it."""
 
     def __init__(self, task, splits: dict, encode, model, meta: dict, seed: int, device,
-                 encoder_label: str, report: str, whole: bool):
+                 encoder_label: str, report: str, whole: bool, test_records: np.ndarray | None = None):
+        """``test_records``: the recording of each test sample (MIT-BIH), for per-record figures."""
         self.task, self.splits, self.model, self.meta = task, splits, model, meta
+        self.test_records = test_records
         self.seed, self.device, self.encoder_label, self.report = int(seed), device, encoder_label, report
         self.y = {s: v[1] for s, v in splits.items()}
         self.x = {s: v[0] for s, v in splits.items()}
@@ -182,6 +185,10 @@ class DownstreamEvaluation:
         metrics = rule_metrics(y_te, scores, offsets, names, scores_are_probs=probs)
         if offsets is not None:
             metrics["decision_rule"] = rule_record(offsets, names)
+        if self.test_records is not None:
+            decided = as_log_scores(scores, probs) + (0.0 if offsets is None else offsets)
+            metrics["per_record"] = per_record_metrics(y_te, decided.argmax(1), self.test_records,
+                                                       names or [str(i) for i in range(k)])
         metrics.update(protocol=name, label_fraction=frac, n_labelled=int(len(y_tr)),
                        encoder=self.encoder_label, extra_features=extra, test_split=self.report)
         return metrics, f_te
