@@ -170,3 +170,13 @@ def test_pretrained_encoder_protocol_under_the_fitted_rule_on_mitdb(data_dir, ca
     # the logistic fit left downstream_val (records 119, 223) out: it was kept for the offsets
     bundle = data_provider(compose_cfg(["model=ts2vec", *MITDB_FEW, *run_paths(data_dir, cache_dir)]))
     assert test["n_labelled"] == len(bundle.splits["train"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("task.decision_rule=best", "task.decision_rule"), ("data.rr_normalize=patient", "data.rr_normalize"),
+    ("loss.logit_adjustment=-1", "loss.logit_adjustment"), ("task.decision_min_support=0", "task.decision_min_support"),
+])
+def test_bad_values_are_refused_before_any_work(override, key):
+    from utils.config_check import check_config
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        check_config(compose_cfg(["task=classification", "model=resnet1d", "data=ecg", override]))

@@ -13,6 +13,8 @@ CHOICES = {
     "trainer.precision": ("fp32", "bf16", "fp16"),
     "trainer.data_on_device": ("auto", "true", "false", "True", "False"),   # a bool reads True/False
     "task.monitor_mode": ("auto", "min", "max"),
+    "task.decision_rule": ("argmax", "fitted"),
+    "data.rr_normalize": ("none", "record", "causal"),
 }
 
 
@@ -48,12 +50,13 @@ COUNTS = {
     "trainer.patience": (0, True), "trainer.log_every_n_steps": (1, False),
     "trainer.num_workers": (0, False), "trainer.max_per_class": (1, True),
     "trainer.num_threads": (1, True), "data.seq_len": (1, False), "data.label_len": (0, False),
-    "data.pred_len": (1, False),
+    "data.pred_len": (1, False), "task.decision_min_support": (1, False),
 }
 # key -> (lower bound, inclusive?, null allowed)
 NUMBERS = {
     "optimizer.lr": (0.0, False, False), "optimizer.weight_decay": (0.0, True, False),
     "trainer.grad_clip": (0.0, False, True), "trainer.mixup_alpha": (0.0, True, False),
+    "loss.logit_adjustment": (0.0, True, False), "data.rr_causal_seconds": (0.0, False, False),
 }
 
 
