@@ -1,0 +1,22 @@
+"""scripts/bench/profile_run.py records the profiled training steps' operators and profiles the
+evaluation phase, on a real dataset."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.helpers import REPO, require_ucr
+
+
+def test_profile_records_training_operators_and_the_evaluation(data_dir, cache_dir):
+    require_ucr(data_dir, "ECG200")
+    out = subprocess.run(
+        [sys.executable, "scripts/bench/profile_run.py", "model=ts2vec", "data=ucr", "data.name=ECG200",
+         "model.depth=2", "model.hidden_dims=8", "model.output_dims=16", f"paths.data_dir={data_dir}",
+         f"paths.cache_dir={cache_dir}", "trainer.num_threads=1", "--steps", "3", "--warmup", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    training, _, evaluation = out.stdout.partition("evaluation (test())")
+    assert "training 4 steps" in training
+    assert "aten::convolution_backward" in training        # the recorded steps' operators
+    assert "exp_pretrain.py" in evaluation and "(test)" in evaluation
