@@ -77,3 +77,40 @@ def run_paths(data_dir: Path, cache_dir: Path) -> list[str]:
 
 def finite_scores(metrics: dict) -> bool:
     return all(math.isfinite(metrics[k]) for k in ("accuracy", "macro_f1"))
+
+
+def assert_padding_ignored(encoder, x, row: int, length: int, fill: float = 50.0, atol: float = 1e-5):
+    """Series ``row`` of ``x`` [B, T, C] padded from ``length`` on (its padding set to ``fill``
+    and masked out): its observed steps encode as the series alone, and every other series as
+    itself. Returns (the padded batch, its mask, the batch's outputs) for further checks."""
+    import torch
+    padded = x.clone()
+    padded[row, length:] = fill
+    mask = torch.ones(x.shape[:2], dtype=torch.bool)
+    mask[row, length:] = False
+    with torch.no_grad():
+        h = encoder(padded, mask)
+        assert torch.allclose(h[row, :length], encoder(x[row:row + 1, :length])[0], atol=atol)
+        for other in (r for r in range(len(x)) if r != row):
+            assert torch.allclose(h[other], encoder(x[other:other + 1])[0], atol=atol)
+    return padded, mask, h
+
+
+def assert_classifier_ignores_padding(model, channels: int = 2, atol: float = 1e-5):
+    """A batch of a 23-step series padded with NaN to 40 steps and a 40-step one: the encoder's
+    observed steps, both series' logits, and the logits whatever the padding holds, all as
+    each series alone."""
+    import torch
+    short, long = torch.randn(1, 23, channels), torch.randn(1, 40, channels)
+    padded = torch.cat([torch.cat([short, torch.full((1, 17, channels), float("nan"))], 1), long])
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[0, 23:] = False
+    with torch.no_grad():
+        h = model.encoder(padded, mask)
+        assert torch.allclose(h[0, :23], model.encoder(short)[0], atol=atol)
+        logits = model(padded, mask=mask)
+        assert torch.allclose(logits[0], model(short)[0], atol=atol)
+        assert torch.allclose(logits[1], model(long)[0], atol=atol)
+        other = padded.clone()
+        other[0, 23:] = 50.0                                             # padding values do not matter
+        assert torch.allclose(model(other, mask=mask), logits, atol=atol)

@@ -10,7 +10,7 @@ import torch
 from layers.danet import ChannelAttention, DANetEncoder, PositionAttention
 from layers.encoders import build_encoder
 from models.backbone import BackboneClassifier
-from tests.helpers import finite_scores, run_paths, read_metrics, run_experiment
+from tests.helpers import assert_classifier_ignores_padding, finite_scores, run_paths, read_metrics, run_experiment
 
 TINY = {"width": 16, "dilations": [1, 2], "head_reduction": 2, "qk_reduction": 2}
 
@@ -107,19 +107,7 @@ def test_padded_steps_do_not_change_the_observed_outputs():
     with torch.no_grad():
         model.encoder.position.alpha.fill_(1.0)
         model.encoder.channel.beta.fill_(1.0)
-    short, long = torch.randn(1, 23, 2), torch.randn(1, 40, 2)
-    padded = torch.cat([torch.cat([short, torch.full((1, 17, 2), float("nan"))], 1), long])
-    mask = torch.ones(2, 40, dtype=torch.bool)
-    mask[0, 23:] = False
-    with torch.no_grad():
-        h = model.encoder(padded, mask)
-        assert torch.allclose(h[0, :23], model.encoder(short)[0], atol=1e-5)
-        logits = model(padded, mask=mask)
-        assert torch.allclose(logits[0], model(short)[0], atol=1e-5)
-        assert torch.allclose(logits[1], model(long)[0], atol=1e-5)
-        other = padded.clone()
-        other[0, 23:] = 50.0                                             # padding values do not matter
-        assert torch.allclose(model(other, mask=mask), logits, atol=1e-5)
+    assert_classifier_ignores_padding(model)
 
 
 def test_bad_arguments_are_refused_with_the_key():

@@ -14,7 +14,7 @@ from layers.deformable_attention import (
     MultiScaleDeformableAttention1d,
 )
 from layers.encoders import build_encoder
-from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
+from tests.helpers import assert_padding_ignored, finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 
 def interpolate(value: torch.Tensor, position: float) -> torch.Tensor:
@@ -140,13 +140,7 @@ def test_padded_steps_do_not_change_the_observed_steps():
     torch.manual_seed(0)
     enc = DeformableEncoder(2, 16, d_model=8, n_heads=2, n_layers=2, d_ffn=16).eval()
     x = torch.randn(2, 37, 2)
-    mask = torch.ones(2, 37, dtype=torch.bool)
-    mask[1, 23:] = False
-    padded = x.clone()
-    padded[1, 23:] = 50.0
-    h = enc(padded, mask)
-    assert torch.allclose(h[1, :23], enc(x[1:, :23])[0], atol=1e-5)
-    assert torch.allclose(h[0], enc(x[:1])[0], atol=1e-5)
+    _, _, h = assert_padding_ignored(enc, x, row=1, length=23)
     nan = x.clone()
     nan[1, 23:] = float("nan")                               # NaN = unobserved, same thing
     assert torch.allclose(enc(nan)[1, :23], h[1, :23], atol=1e-5)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from layers.dual_vit import DualBlock, DualViTEncoder, masked_adaptive_pool
 from layers.encoders import build_encoder
-from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
+from tests.helpers import assert_padding_ignored, finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 SMALL = dict(d_model=8, n_heads=2, depth=2, mlp_ratio=2.0, n_semantic=3, patch_len=3,
              layer_scale_init=1.0)
@@ -94,15 +94,7 @@ def test_pooling_into_global_bins_is_adaptive_pooling_over_the_observed_tokens()
 def test_padded_steps_do_not_change_the_observed_outputs():
     torch.manual_seed(0)
     enc = DualViTEncoder(2, 8, **SMALL).eval()
-    x = torch.randn(3, 40, 2)
-    mask = torch.ones(3, 40, dtype=torch.bool)
-    mask[1, 25:] = False                                     # a shorter series, padded
-    padded = x.clone()
-    padded[1, 25:] = 5.0                                     # padding values do not matter
-    h = enc(padded, mask)
-    alone = enc(x[1:2, :25])
-    assert torch.allclose(h[1, :25], alone[0], atol=1e-5)
-    assert torch.allclose(h[0], enc(x[0:1])[0], atol=1e-5)
+    assert_padding_ignored(enc, torch.randn(3, 40, 2), row=1, length=25, fill=5.0)
 
 
 @pytest.mark.parametrize("channels,length", [(1, 37), (3, 37), (1, 1), (3, 5)])

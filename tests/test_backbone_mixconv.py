@@ -11,7 +11,7 @@ from torch import nn
 
 from layers.encoders import build_encoder, pool
 from layers.mixconv import MixBlock, MixConv1d, MixConvEncoder, equal_split
-from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
+from tests.helpers import assert_padding_ignored, finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 
 def test_equal_split_gives_the_remainder_to_the_first_group():
@@ -75,14 +75,8 @@ def test_padded_steps_do_not_change_the_observed_steps():
     torch.manual_seed(0)
     enc = MixConvEncoder(2, 16, stem_width=8, widths=[8, 12], kernel_sizes=(3, 5, 7)).eval()
     x = torch.randn(2, 37, 2)
-    x[1, 20:] = 99.0                                       # padding of the shorter series
-    mask = torch.ones(2, 37, dtype=torch.bool)
-    mask[1, 20:] = False
-    h = enc(x, mask)
-    alone = enc(x[1:, :20])                                # the shorter series on its own
-    assert torch.allclose(h[1, :20], alone[0], atol=1e-5)
-    assert torch.allclose(pool(h, "mean", mask)[1], alone[0].mean(0), atol=1e-5)
-    assert torch.allclose(h[0], enc(x[:1])[0], atol=1e-5)  # the full series is unaffected
+    _, mask, h = assert_padding_ignored(enc, x, row=1, length=20, fill=99.0)
+    assert torch.allclose(pool(h, "mean", mask)[1], enc(x[1:, :20])[0].mean(0), atol=1e-5)
 
 
 def test_bad_arguments_are_refused_by_name():

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from layers.encoders import build_encoder, pool
 from layers.pkinet import ContextAnchorAttention, PKIBlock, PKINetEncoder, PolyKernelInception
-from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
+from tests.helpers import assert_padding_ignored, finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 
 def _depthwise(x, conv):
@@ -97,14 +97,8 @@ def test_padded_steps_do_not_change_the_observed_steps():
     torch.manual_seed(0)
     enc = PKINetEncoder(2, 16, stem_width=8, widths=[16, 16], depths=[1, 2]).eval()
     x = torch.randn(2, 37, 2)
-    x[1, 20:] = 99.0                                       # padding of the shorter series
-    mask = torch.ones(2, 37, dtype=torch.bool)
-    mask[1, 20:] = False
-    h = enc(x, mask)
-    alone = enc(x[1:, :20])                                # the shorter series on its own
-    assert torch.allclose(h[1, :20], alone[0], atol=1e-5)
-    assert torch.allclose(pool(h, "mean", mask)[1], alone[0].mean(0), atol=1e-5)
-    assert torch.allclose(h[0], enc(x[:1])[0], atol=1e-5)  # the full series is unaffected
+    _, mask, h = assert_padding_ignored(enc, x, row=1, length=20, fill=99.0)
+    assert torch.allclose(pool(h, "mean", mask)[1], enc(x[1:, :20])[0].mean(0), atol=1e-5)
 
 
 def test_bad_arguments_are_refused_by_name():

@@ -11,7 +11,7 @@ import torch
 from layers.encoders import build_encoder
 from layers.two_stream import TwoStreamEncoder, first_difference, spectrogram
 from models.two_stream import TwoStreamClassifier
-from tests.helpers import finite_scores, run_paths, read_metrics, require_ucr, run_experiment
+from tests.helpers import assert_padding_ignored, finite_scores, run_paths, read_metrics, require_ucr, run_experiment
 
 
 def test_first_difference_and_spectrogram_views():
@@ -74,12 +74,7 @@ def test_padded_steps_do_not_change_the_observed_steps(view):
     torch.manual_seed(0)
     enc = TwoStreamEncoder(2, 16, view=view, widths=[8, 8], kernel_sizes=[5, 3], n_fft=8).eval()
     x = torch.randn(2, 37, 2)
-    mask = torch.ones(2, 37, dtype=torch.bool)
-    mask[1, 23:] = False
-    padded = x.clone()
-    padded[1, 23:] = 50.0
-    h = enc(padded, mask)
-    assert torch.allclose(h[1, :23], enc(x[1:, :23])[0], atol=1e-5)
+    padded, mask, _ = assert_padding_ignored(enc, x, row=1, length=23)
     model = TwoStreamClassifier(2, 3, view=view, widths=[8], kernel_sizes=[3], n_fft=8).eval()
     assert torch.allclose(model(padded, mask=mask)[1], model(x[1:, :23])[0], atol=1e-5)
 
