@@ -17,20 +17,48 @@ from torch import nn
 MASK_MODES = ("binomial", "continuous", "all_true", "all_false", "mask_last")
 
 
+def live_taps(kernel_size: int, dilation: int, padding: int, length: int) -> tuple[int, int] | None:
+    """The taps [first, last] of a zero-padded convolution that read at least one input step
+    of a series of ``length`` steps: tap j reads offset j * dilation - padding from each
+    output step, so it is live when that offset lies strictly inside (-length, length). The
+    others only ever multiply the zero padding. None when no tap reads the series."""
+    live = [j for j in range(kernel_size) if -length < j * dilation - padding < length]
+    return (live[0], live[-1]) if live else None
+
+
 class SamePadConv(nn.Module):
-    """Conv1d whose output has the input's length for any kernel size and dilation."""
+    """Conv1d whose output has the input's length for any kernel size and dilation.
+
+    Taps that fall wholly in the zero padding are skipped: with TS2Vec's dilations
+    (2**i up to 1024) on series shorter than the dilation, only the centre tap reads data,
+    so those layers are computed as the per-step linear map they amount to. The output and the
+    gradients are those of the full convolution (the skipped taps add exact zeros and get
+    zero gradient either way), up to float rounding."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, dilation: int = 1):
         super().__init__()
         receptive_field = (kernel_size - 1) * dilation + 1
-        self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, padding=receptive_field // 2,
+        self.padding = receptive_field // 2
+        self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, padding=self.padding,
                               dilation=dilation)
         # an even receptive field pads one step too many on the right
         self.trim = 1 if receptive_field % 2 == 0 else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
-        return out[..., :-self.trim] if self.trim else out
+        k, d = self.conv.kernel_size[0], self.conv.dilation[0]
+        taps = live_taps(k, d, self.padding, x.size(-1))
+        first, last = taps or (0, k - 1)
+        left = self.padding - first * d
+        right = (last - first) * d - left      # so that the output keeps the input's length
+        if (first, last) == (0, k - 1) or left < 0 or right < 0:
+            out = self.conv(x)
+            return out[..., :-self.trim] if self.trim else out
+        if first == last:      # one live tap: a per-step linear map (one GEMM, no conv kernel)
+            return F.linear(x.transpose(1, 2), self.conv.weight[:, :, first],
+                            self.conv.bias).transpose(1, 2)
+        if left or right:
+            x = F.pad(x, (left, right))
+        return F.conv1d(x, self.conv.weight[:, :, first:last + 1], self.conv.bias, dilation=d)
 
 
 class DilatedBlock(nn.Module):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from layers.dilated_conv import SamePadConv, TSEncoder
+from layers.dilated_conv import SamePadConv, TSEncoder, live_taps
 from data_provider.pretraining import split_long_series
 from models.ssl.ts2vec import TS2Vec, random_overlapping_crops, take_per_row
 from utils.losses.ts2vec import HierarchicalContrastiveLoss, hierarchical_contrastive_loss
@@ -21,6 +21,34 @@ def test_same_pad_conv_keeps_length_for_even_and_odd_fields():
     x = torch.randn(2, 4, 13)
     for k, d in [(3, 1), (2, 1), (3, 4), (4, 2)]:
         assert SamePadConv(4, 5, k, d)(x).shape == (2, 5, 13)
+
+
+def test_live_taps_are_those_that_read_the_series():
+    assert live_taps(3, 1, 1, 5) == (0, 2)            # every tap reads data
+    assert live_taps(3, 64, 64, 60) == (1, 1)          # +-64 lands in the padding of 60 steps
+    assert live_taps(3, 64, 64, 65) == (0, 2)
+    assert live_taps(5, 64, 128, 96) == (1, 3)         # the outer pair +-128 only reads padding
+    assert live_taps(2, 3, 2, 1) is None               # offsets -2 and +1 of a 1-step series
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_same_pad_conv_skipping_dead_taps_equals_the_full_convolution(k):
+    """Outputs and gradients (input, weight, bias) against nn.Conv1d over all taps, for
+    dilations that leave all, some, one or no taps reading a series of each length."""
+    torch.manual_seed(k)
+    for d in (1, 3, 64, 1024):
+        for t in (1, 2, 13, 64, 96, 300):
+            conv = SamePadConv(3, 4, k, d)
+            x = torch.randn(2, 3, t, requires_grad=True)
+            full = conv.conv(x)
+            full = full[..., :-conv.trim] if conv.trim else full
+            out = conv(x)
+            assert out.shape == full.shape == (2, 4, t)
+            torch.testing.assert_close(out, full, rtol=1e-5, atol=1e-6)
+            grad = torch.randn_like(out)
+            wrt = (x, conv.conv.weight, conv.conv.bias)
+            for a, b in zip(torch.autograd.grad(out, wrt, grad), torch.autograd.grad(full, wrt, grad)):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_encoder_shapes_and_default_architecture():
