@@ -1,5 +1,7 @@
 """Unit behaviour of the framework core: metrics, checkpoints, loaders, RNG state."""
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +122,48 @@ def test_runtime_settings_flush_subnormals_unless_switched_off():
         assert (tiny * 1.0).item() == 0.0          # default: flushed to zero
     finally:
         torch.set_flush_denormal(True)             # the state every main.py run leaves
+
+
+def test_runtime_settings_enlarge_onednn_cache_unless_the_environment_sets_it(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from utils.runtime import ONEDNN_CACHE_ENTRIES, apply_runtime_settings
+
+    cfg = OmegaConf.create({"trainer": {}})
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    apply_runtime_settings(cfg)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == ONEDNN_CACHE_ENTRIES
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+    apply_runtime_settings(cfg)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_auto_optimizer_takes_the_same_steps_as_the_loop(name):
+    """optimizer.fused=auto picks torch's fused kernel on the CPU; ten steps of it end where
+    ten steps of the for-loop update end, up to float rounding."""
+    from omegaconf import OmegaConf
+
+    from utils.optim import build_optimizer, fused_supported
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "optimizer" / f"{name}.yaml")
+    cfg.weight_decay = 0.01
+    assert cfg.fused == "auto"
+    finals = []
+    for fused in ("auto", False):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.GELU(), torch.nn.Linear(7, 2))
+        start = torch.cat([p.detach().flatten() for p in net.parameters()])
+        opt = build_optimizer(OmegaConf.merge(cfg, {"fused": fused}), net.parameters(), [])
+        assert bool(opt.defaults["fused"]) == (fused == "auto" and fused_supported(net.parameters()))
+        data = torch.randn(10, 16, 5)
+        for x in data:
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+        finals.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    torch.testing.assert_close(finals[0], finals[1], rtol=1e-5, atol=1e-6)
+    assert (finals[0] - start).abs().max() > 1e-3                # the steps moved the weights
 
 
 def test_group_batches_keep_groups_whole_and_count_as_the_plain_loader():

@@ -6,6 +6,9 @@
 - Parameters the model names in ``fixed_lr_parameters()`` (SimSiam's predictor with
   fix_pred_lr) go in groups marked ``fix_lr`` that keep the optimizer's lr whatever the
   scheduler does (``hold_fixed_lr`` after every scheduler step).
+- ``fused: auto`` (Adam, AdamW) takes torch's fused single-kernel update where every
+  parameter is a floating-point tensor on the CPU or a CUDA device (torch >= 2.4 on the CPU),
+  else torch's default; the same update up to float rounding, with fewer passes over memory.
 - A per-batch schedule (one taking ``steps_per_epoch`` / ``total_steps``) gets them from the
   run's budget (utils/budget.py); ReduceLROnPlateau follows the monitored validation metric
   in its direction; ``scheduler.interval`` (epoch | step) says when it steps.
@@ -34,15 +37,30 @@ def parameter_groups(params, fixed_lr: list, weight_decay_1d: bool = True):
             for (fixed, free), members in sorted(groups.items())]
 
 
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def fused_supported(params) -> bool:
+    """Whether torch's fused Adam/AdamW takes these parameters (CPU support came in 2.4)."""
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4):
+        return False
+    return all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
+
+
 def build_optimizer(cfg_optimizer, params, fixed_lr: list, global_batch: int = 1) -> torch.optim.Optimizer:
     """``optimizer.lr_scale_batch: B`` applies the linear scaling rule lr x global_batch / B
     (DINO's lr x batch / 256), global_batch being trainer.batch_size times the number of
-    processes; null keeps lr as given."""
+    processes; null keeps lr as given. ``optimizer.fused: auto`` resolves as the module says."""
+    params = list(params)
     scale_batch = cfg_optimizer.get("lr_scale_batch")
-    if scale_batch:
+    fused = cfg_optimizer.get("fused")
+    if scale_batch or fused == "auto":
         cfg_optimizer = cfg_optimizer.copy()
         with open_dict(cfg_optimizer):
-            cfg_optimizer.lr = float(cfg_optimizer.lr) * global_batch / float(scale_batch)
+            if scale_batch:
+                cfg_optimizer.lr = float(cfg_optimizer.lr) * global_batch / float(scale_batch)
+            if fused == "auto":
+                cfg_optimizer.fused = True if fused_supported(params) else None
     optimizer = build(cfg_optimizer)(parameter_groups(
         params, fixed_lr, bool(cfg_optimizer.get("weight_decay_1d", True))))
     for group in optimizer.param_groups:
