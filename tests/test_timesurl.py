@@ -60,6 +60,31 @@ def test_views_align_and_reconstruction_targets_are_the_input():
     assert torch.equal(out["rmask1"], out["rmask2"])
 
 
+def test_view_and_masked_view_in_one_batch_equal_separate_encoder_passes():
+    """The step encodes each view with its masked copy as one batch; encoded one at a time
+    (same random draws: the encoder without dropout draws none) the outputs are the same."""
+    class OneAtATime(torch.nn.Module):
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, x):
+            return torch.cat([self.encoder(part) for part in x.chunk(2)])
+
+    torch.manual_seed(0)
+    model = TimesURL(2, output_dims=16, hidden_dims=8, depth=3, repr_dropout=0.0)
+    x = torch.randn(5, 50, 2)
+    torch.manual_seed(1)
+    batched = model({"x": x})["pairs"]
+    model.encoder = OneAtATime(model.encoder)
+    torch.manual_seed(1)
+    separate = model({"x": x})["pairs"]
+    for a, b in zip(batched, separate):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
 def test_encoder_sees_no_timestamp_mask_and_the_view_mixing_changes_view_two():
     torch.manual_seed(0)
     model = TimesURL(2, output_dims=8, hidden_dims=4, depth=1)

@@ -218,9 +218,11 @@ class TimesURL(TS2Vec):
         # the official encoder multiplies its input by the observed mask, so the padding
         # stays zero after mixing
         v2 = self._mix(v2).masked_fill(~take_per_row(valid, s2, l2).unsqueeze(-1), 0.0)
-        z1, z2 = self.encoder(v1), self.encoder(v2)
-        r1 = self.head(self.encoder(v1.masked_fill(m1, 0.0)))
-        r2 = self.head(self.encoder(v2.masked_fill(m2, 0.0)))
+        # each view and its masked copy go through the encoder as one batch: the encoder
+        # treats samples independently, so this is the four passes in two
+        z1, h1 = self.encoder(torch.cat([v1, v1.masked_fill(m1, 0.0)])).chunk(2)
+        z2, h2 = self.encoder(torch.cat([v2, v2.masked_fill(m2, 0.0)])).chunk(2)
+        r1, r2 = self.head(h1), self.head(h2)
         first, last = slice(l1 - overlap, l1), slice(0, overlap)
         return {"z1": z1[:, first], "z2": z2[:, last],
                 "recon1": r1[:, first], "recon2": r2[:, last],
