@@ -12,6 +12,7 @@ accuracy the metrics derive from the scores is the official one."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
 
@@ -45,10 +46,14 @@ C_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000, 10000, np.inf]
 
 
 def fit_svm(features, y, num_classes: int | None = None, seed: int = 0,
-            max_samples: int = 10000, cv: int = 5, n_jobs: int | None = None,
+            max_samples: int = 10000, cv: int = 5, n_jobs: int | str | None = "auto",
             class_weight: str | None = None, **_):
     """class_weight: None (TS2Vec's) or "balanced" (each class's errors weighted by its inverse
-    frequency, scikit-learn's SVC(class_weight="balanced"))."""
+    frequency, scikit-learn's SVC(class_weight="balanced")). n_jobs: the grid search's
+    parallel fits; "auto" = torch's thread count (trainer.num_threads, else the cores), as the
+    run's training used them. The chosen C and the predictions do not depend on it."""
+    if n_jobs == "auto":
+        n_jobs = torch.get_num_threads()
     x, y = np.asarray(features, dtype=np.float64), np.asarray(y)
     n_cls = len(np.unique(y))
     svm = SVC(C=np.inf, kernel="rbf", gamma="scale", max_iter=10_000_000,
