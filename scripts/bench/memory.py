@@ -72,13 +72,13 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def run_child(cmd: list[str]) -> dict:
+def run_child(cmd: list[str], cwd: Path | str = REPO) -> dict:
     """Run ``cmd``: its wall time, exit status, peak RSS (wait4's ru_maxrss; Popen.wait would
     reap the child without it) and peak anonymous memory sampled over its process tree, in
     all and up to the end of training (the last "epoch N | train loss" line it logs)."""
     t0 = time.time()
     # Hydra logs to stdout; both streams are read for the epoch lines
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines, epoch_ends, samples = [], [], []
     # read the log in a thread: the epoch lines mark the phases, and a full pipe never blocks the run
     reader = threading.Thread(target=read_log, args=(proc.stdout, lines, epoch_ends), daemon=True)
