@@ -11,9 +11,10 @@ Both sides train on the UCR set's TRAIN split with their defaults (batch 8, lr 1
 dimensions, 200 iterations for sets of at most 100,000 values, else 600) and score the SVM
 protocol on TEST. Ours is ``python main.py model=ts2vec data=ucr data.name=<set>``; the
 official one is its ``train.py <set> <run> --loader UCR --eval`` run on the CPU (its device
-helper only takes GPU indices, so the runner hands it "cpu") in a scratch directory whose
-``datasets/UCR`` points at ``$DATA_DIR/UCR``; the official code needs the ``bottleneck``
-package. Training seconds are what each side reports (the official "Training time", our
+helper only takes GPU indices, so the runner hands it "cpu") in a scratch directory holding
+``datasets/UCR/<set>/<set>_TRAIN.tsv`` and ``_TEST.tsv`` (the set's own .tsv files, or for a
+set stored as .ts/.txt the same series written as .tsv); the official code needs the
+``bottleneck`` package. Training seconds are what each side reports (the official "Training time", our
 metrics.json ``train_seconds``); peak RSS is the child's high-water mark (wait4). The two
 sides alternate per seed, so load on the machine falls on both.
 """
@@ -45,11 +46,33 @@ TRAINING_TIME = re.compile(r"Training time: (\d+):(\d+):([\d.]+)")
 EVALUATION = re.compile(r"Evaluation result: \{'acc': ([\d.]+)")
 
 
+def reference_dataset(data_dir: Path, name: str, ucr_dir: Path) -> None:
+    """The set as the official loader reads it: ucr_dir/<set>/<set>_{TRAIN,TEST}.tsv, label
+    first, NaN after a shorter series."""
+    from data_provider.ucr_uea import locate, parse_files
+    files = locate(data_dir / "UCR" / name, name)
+    if files is None:
+        sys.exit(f"UCR set {name} not found under {data_dir / 'UCR'}")
+    if files["TRAIN"].suffix == ".tsv":
+        (ucr_dir / name).symlink_to(files["TRAIN"].parent.resolve())
+        return
+    arrays = parse_files(files)
+    if arrays["x_train"].shape[-1] != 1:
+        sys.exit(f"{name} has several channels; the official UCR loader reads univariate sets")
+    (ucr_dir / name).mkdir()
+    for split in ("TRAIN", "TEST"):
+        x, labels = arrays[f"x_{split.lower()}"][..., 0], arrays[f"labels_{split.lower()}"]
+        with open(ucr_dir / name / f"{name}_{split}.tsv", "w") as f:
+            for label, row in zip(labels, x):
+                f.write("\t".join([str(label)] + [repr(float(v)) for v in row]) + "\n")
+
+
 def reference_run(checkout: Path, data_dir: Path, name: str, seed: int, threads: int,
                   iters: int | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="ts2vec_reference_") as tmp:
-        (Path(tmp) / "datasets").mkdir()
-        (Path(tmp) / "datasets" / "UCR").symlink_to(data_dir.resolve() / "UCR")
+        ucr_dir = Path(tmp) / "datasets" / "UCR"
+        ucr_dir.mkdir(parents=True)
+        reference_dataset(data_dir, name, ucr_dir)
         cmd = [sys.executable, "-c", REFERENCE_RUNNER, str(checkout.resolve()), name, "bench",
                "--loader", "UCR", "--seed", str(seed), "--max-threads", str(threads), "--eval",
                *(["--iters", str(iters)] if iters else [])]
