@@ -12,7 +12,9 @@ listed but is no difference: every figure the other revision reports must be the
 
 Both sides run on this machine with one torch thread (bit-for-bit equality holds for the same
 machine and thread count). ``--only NAME ...`` restricts the set; ``--list`` prints it.
-Exit status 0 when every run matches, 1 otherwise.
+``--set OVERRIDE ...`` adds Hydra overrides to this tree's runs only, e.g.
+``++optimizer.fused=false`` to leave out a change known to alter float rounding and see
+whether anything else moved. Exit status 0 when every run matches, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -125,8 +127,10 @@ COMMON = ["trainer.device=cpu", "trainer.progress=false", "trainer.num_threads=1
 TIMING_KEYS = ("train_seconds", "seconds")
 
 
-def run_side(tree: Path, out: Path, names: list[str], data_dir: str) -> dict[str, str]:
-    """Run ``names`` with the main.py of ``tree``; runs go to out/<name>. Returns failures."""
+def run_side(tree: Path, out: Path, names: list[str], data_dir: str,
+             extra: list[str] = ()) -> dict[str, str]:
+    """Run ``names`` (+ ``extra`` overrides) with the main.py of ``tree``; runs go to
+    out/<name>. Returns failures."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "HYDRA_FULL_ERROR": "1", "PYTHONHASHSEED": "0"}
@@ -137,7 +141,7 @@ def run_side(tree: Path, out: Path, names: list[str], data_dir: str) -> dict[str
             continue                                  # recorded already (an interrupted call)
         shutil.rmtree(run_dir, ignore_errors=True)    # a failed earlier attempt of this script
         overrides = [o.replace("{runs}", str(out)) for o in RUNS[name]]
-        cmd = [sys.executable, "main.py", *overrides, *COMMON, f"paths.data_dir={data_dir}",
+        cmd = [sys.executable, "main.py", *overrides, *COMMON, *extra, f"paths.data_dir={data_dir}",
                f"paths.cache_dir={out / '.cache'}", f"hydra.run.dir={run_dir}"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
@@ -221,6 +225,8 @@ def main() -> int:
     mode.add_argument("--list", action="store_true", help="print the runs and exit")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these (see --list)")
     ap.add_argument("--out", type=Path, help="where this tree's runs go (default: a temporary folder)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="OVERRIDE",
+                    help="Hydra overrides added to this tree's runs only")
     args = ap.parse_args()
     if args.list:
         for name, overrides in RUNS.items():
@@ -238,7 +244,7 @@ def main() -> int:
     data_dir = str(Path(data_dir).resolve())
     scratch = Path(tempfile.mkdtemp(prefix="equivalence_"))
     if args.record:
-        failures = run_side(REPO, args.record.resolve(), names, data_dir)
+        failures = run_side(REPO, args.record.resolve(), names, data_dir, args.set)
         for n, msg in failures.items():
             print(f"{n}: {msg}", file=sys.stderr)
         return 1 if failures else 0
@@ -256,7 +262,7 @@ def main() -> int:
         base_out, failures = args.against.resolve(), {}
     here = (args.out or scratch / "here").resolve()
     print("this tree:")
-    failures.update(run_side(REPO, here, names, data_dir))
+    failures.update(run_side(REPO, here, names, data_dir, args.set))
     print("comparison:")
     problems = [f"{n}: run failed: {m}" for n, m in failures.items()]
     problems += compare(base_out, here, [n for n in names if n not in failures])

@@ -77,10 +77,16 @@ def reference_run(checkout: Path, data_dir: Path, name: str, seed: int, threads:
                "--loader", "UCR", "--seed", str(seed), "--max-threads", str(threads), "--eval",
                *(["--iters", str(iters)] if iters else [])]
         r = run_child(cmd, cwd=tmp)
-    t, acc = TRAINING_TIME.search(r["log"]), EVALUATION.search(r["log"])
-    r["train_seconds"] = int(t[1]) * 3600 + int(t[2]) * 60 + float(t[3]) if t else None
-    r["accuracy"] = float(acc[1]) if acc else None
+    r["train_seconds"], r["accuracy"] = parse_reference_log(r["log"])
     return r
+
+
+def parse_reference_log(log: str) -> tuple[float | None, float | None]:
+    """The official train.py's printed training time (H:MM:SS.ffffff) in seconds and its test
+    accuracy; None for what the log lacks."""
+    t, acc = TRAINING_TIME.search(log), EVALUATION.search(log)
+    seconds = int(t[1]) * 3600 + int(t[2]) * 60 + float(t[3]) if t else None
+    return seconds, (float(acc[1]) if acc else None)
 
 
 def our_run(data_dir: Path, name: str, seed: int, threads: int, iters: int | None) -> dict:
