@@ -29,11 +29,13 @@ def live_taps(kernel_size: int, dilation: int, padding: int, length: int) -> tup
 class SamePadConv(nn.Module):
     """Conv1d whose output has the input's length for any kernel size and dilation.
 
-    Taps that fall wholly in the zero padding are skipped: with TS2Vec's dilations
-    (2**i up to 1024) on series shorter than the dilation, only the centre tap reads data,
-    so those layers are computed as the per-step linear map they amount to. The output and the
+    When only one tap reads the series (TS2Vec's dilations, 2**i up to 1024, on series
+    shorter than the dilation: the outer taps fall wholly in the zero padding), the layer is
+    computed as the per-step linear map it amounts to, one matrix product. The output and the
     gradients are those of the full convolution (the skipped taps add exact zeros and get
-    zero gradient either way), up to float rounding."""
+    zero gradient either way), up to float rounding. The product runs on a contiguous 2-D
+    copy of the input: a strided 3-D one goes to oneDNN, whose kernel cache then grows by
+    a new entry per call (GBs over an encoding pass)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, dilation: int = 1):
         super().__init__()
@@ -47,18 +49,15 @@ class SamePadConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, d = self.conv.kernel_size[0], self.conv.dilation[0]
         taps = live_taps(k, d, self.padding, x.size(-1))
-        first, last = taps or (0, k - 1)
-        left = self.padding - first * d
-        right = (last - first) * d - left      # so that the output keeps the input's length
-        if (first, last) == (0, k - 1) or left < 0 or right < 0:
-            out = self.conv(x)
-            return out[..., :-self.trim] if self.trim else out
-        if first == last:      # one live tap: a per-step linear map (one GEMM, no conv kernel)
-            return F.linear(x.transpose(1, 2), self.conv.weight[:, :, first],
-                            self.conv.bias).transpose(1, 2)
-        if left or right:
-            x = F.pad(x, (left, right))
-        return F.conv1d(x, self.conv.weight[:, :, first:last + 1], self.conv.bias, dilation=d)
+        if k > 1 and taps is not None and taps[0] == taps[1] and self.padding == taps[0] * d:
+            b, c, t = x.shape
+            steps = x.transpose(1, 2).reshape(b * t, c)
+            weight = self.conv.weight[:, :, taps[0]].t()
+            out = (torch.addmm(self.conv.bias, steps, weight) if self.conv.bias is not None
+                   else steps @ weight)
+            return out.view(b, t, -1).transpose(1, 2)
+        out = self.conv(x)
+        return out[..., :-self.trim] if self.trim else out
 
 
 class DilatedBlock(nn.Module):
