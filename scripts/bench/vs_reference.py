@@ -103,9 +103,13 @@ def our_run(data_dir: Path, name: str, seed: int, threads: int, iters: int | Non
     return r
 
 
-def summary(runs: list[dict], key: str):
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.mean(values) if values else None
+def summary(runs: list[dict]) -> dict:
+    """Each reported figure's mean over the runs (None where no run has it)."""
+    out = {}
+    for key in ("train_seconds", "seconds", "peak_rss_kib", "accuracy"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = statistics.mean(values) if values else None
+    return out
 
 
 def fmt(v, spec: str) -> str:
@@ -137,8 +141,7 @@ def main() -> None:
             for side, r in (("official", ref[-1]), ("ours", ours[-1])):
                 if r["rc"] != 0 or r["train_seconds"] is None:
                     sys.exit(f"{side} run on {name} (seed {seed}) failed (exit {r['rc']}):\n{r['log'][-3000:]}")
-        rows.append((name, {k: summary(ref, k) for k in ("train_seconds", "seconds", "peak_rss_kib", "accuracy")},
-                     {k: summary(ours, k) for k in ("train_seconds", "seconds", "peak_rss_kib", "accuracy")}))
+        rows.append((name, summary(ref), summary(ours)))
 
     print(f"\nTS2Vec, {args.threads} thread(s), mean of seeds {' '.join(map(str, args.seeds))}"
           f" (official / ours; speed-up = official seconds / ours)")
