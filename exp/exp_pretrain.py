@@ -132,7 +132,7 @@ class Exp_Pretrain(Exp_Basic):
                              "the run that wrote it") from None
         # its step count and pretraining wall time describe this encoder (metrics.json)
         self.state.update({k: v for k, v in (ckpt.get("state") or {}).items()
-                           if k in ("epoch", "step", "train_seconds")})
+                           if k in ("epoch", "step", "train_seconds", "train_loop_seconds")})
         log.info("task.pretrained: evaluating the encoder of %s (%d pretraining steps); "
                  "no pretraining in this run", path, self.state["step"])
 

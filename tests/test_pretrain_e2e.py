@@ -67,6 +67,7 @@ def test_several_evaluations_share_one_encoder(data_dir, cache_dir, tmp_path):
     assert evals["linear@1"]["protocol"] == "linear" and evals["linear@1"]["n_labelled"] == 80
     assert all(0 <= e["accuracy"] <= 1 for e in evals.values())
     assert metrics["train_seconds"] > 0                         # pretraining wall time
+    assert 0 < metrics["train_loop_seconds"] <= metrics["train_seconds"]
     with pytest.raises(ValueError, match="unknown protocol 'lnear'"):
         run_experiment([*args, "task.evaluations=[lnear:1.0]"], tmp_path / "bad")
     with pytest.raises(ValueError, match="label fraction must lie in"):
@@ -88,6 +89,7 @@ def test_pretrained_checkpoint_is_evaluated_without_pretraining(data_dir, cache_
     assert again["test"]["encoder"] == f"pretrained:{ckpt}"
     saved = read_metrics(tmp_path / "again")
     assert saved["steps"] == 8 and saved["train_seconds"] == read_metrics(tmp_path / "run")["train_seconds"]
+    assert saved["train_loop_seconds"] == read_metrics(tmp_path / "run")["train_loop_seconds"]
     assert not (tmp_path / "again" / "checkpoints" / "last.pt").exists()   # nothing trained
     with pytest.raises(ValueError, match="does not fit model=ts2vec"):
         run_experiment([*args, "model.output_dims=16", f"task.pretrained={ckpt}"], tmp_path / "shape")

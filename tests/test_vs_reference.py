@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from data_provider.ucr_uea import locate, parse_files
-from scripts.bench.vs_reference import parse_reference_log, reference_dataset
+from scripts.bench.references.ts2vec import parse_reference_log, reference_dataset
 from tests.helpers import require_ucr
 
 
