@@ -1,14 +1,19 @@
 """scripts/bench/vs_reference.py: the official TS2Vec loader's view of a UCR set (its .tsv files,
-or a .ts set written as .tsv with the same labels and values) and the parsing of the official
-code's printed time and accuracy."""
+or a .ts set written as .tsv with the same labels and values), the parsing of each reference's
+printed times and scores, and our side composing the network and recipe Time-Series-Library
+runs."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from omegaconf import OmegaConf
 
 from data_provider.ucr_uea import locate, parse_files
 from scripts.bench.references.ts2vec import parse_reference_log, reference_dataset
+from scripts.bench.references import tslib
 from tests.helpers import require_ucr
+from utils.compose import compose_cfg
 
 
 def test_a_ts_set_is_written_as_the_tsv_the_official_loader_reads(data_dir, tmp_path):
@@ -36,3 +41,38 @@ def test_official_time_and_accuracy_are_read_from_its_output():
            "Evaluation result: {'acc': 0.88, 'auprc': 0.9769241156457482}\n")
     assert parse_reference_log(log) == (3723.5, 0.88)
     assert parse_reference_log("Traceback ...") == (None, None)
+
+
+def test_time_series_library_epoch_times_and_test_scores_are_read_from_its_output():
+    log = ("\titers: 100, epoch: 1 | loss: 0.4\nEpoch: 1 cost time: 179.5\n"
+           "Epoch: 1, Steps: 267 | Train Loss: 0.45 Vali Loss: 0.7 Test Loss: 0.41\n"
+           "Epoch: 2 cost time: 170.25\nmse:0.40669476985931396, mae:0.41327476501464844, dtw:Not calculated\n")
+    assert tslib.parse_reference_log(log) == {"train_seconds": 349.75, "mse": 0.40669476985931396,
+                                              "mae": 0.41327476501464844}
+    assert tslib.parse_reference_log("Traceback ...") == {"train_seconds": None, "mse": None, "mae": None}
+
+
+def _reference_args(model: str) -> dict:
+    args = [*tslib.COMMON_REFERENCE, *tslib.SETTINGS[model]["reference"]]
+    return {a[2:]: v for a, v in zip(args, args[1:]) if a.startswith("--") and not v.startswith("--")}
+
+
+@pytest.mark.parametrize("model", sorted(tslib.SETTINGS))
+def test_our_side_composes_the_network_and_recipe_the_library_runs(model):
+    """Time-Series-Library's defaults (run.py) where its ETT script passes nothing."""
+    ref = {"d_model": "512", "d_ff": "2048", "dropout": "0.1", "batch_size": "32",
+           "learning_rate": "0.0001", "patience": "3", "n_heads": "8", **_reference_args(model)}
+    cfg = compose_cfg(tslib.our_overrides(model, "ETTh1", {"epochs": 2}))
+    assert cfg.data.name == "ETTh1" and cfg.data.features == ref["features"] == "M"
+    for ours, theirs in (("data.seq_len", "seq_len"), ("data.label_len", "label_len"),
+                         ("data.pred_len", "pred_len"), ("model.d_model", "d_model"),
+                         ("model.d_ff", "d_ff"), ("model.n_heads", "n_heads"),
+                         ("model.e_layers", "e_layers"), ("model.dropout", "dropout"),
+                         ("trainer.batch_size", "batch_size"), ("optimizer.lr", "learning_rate"),
+                         ("trainer.patience", "patience")):
+        assert float(OmegaConf.select(cfg, ours)) == float(ref[theirs]), ours
+    if model == "informer":
+        assert (cfg.model.d_layers, cfg.model.factor) == (int(ref["d_layers"]), int(ref["factor"]))
+    # the library's Adam with lradj type1 (halved after every epoch) and its epoch budget
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.trainer.max_epochs == 2
+    assert list(cfg.scheduler.milestones)[:3] == [2, 3, 4] and cfg.scheduler.gamma == 0.5

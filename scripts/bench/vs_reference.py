@@ -11,8 +11,9 @@ training seconds, wall seconds, peak RSS and test scores of each side, and the r
     DATA_DIR=<data> python scripts/bench/vs_reference.py --method patchtst --reference /tmp/tslib \\
         --seeds 0 1 2 --epochs 1 --precision fp32 bf16
 
-Methods (``--method``) and what each side runs: ``ts2vec`` (scripts/bench/references/ts2vec.py:
-the official code's UCR classification), ``patchtst`` and ``informer`` (references/tslib.py:
+Methods (``--method``) and what each side runs: ``ts2vec`` and ``timesurl``
+(scripts/bench/references/ts2vec.py, timesurl.py: the official code's UCR classification with
+the SVM protocol), ``patchtst`` and ``informer`` (references/tslib.py:
 Time-Series-Library's ETTh1 long-term forecasting). Our side is ``python main.py`` with the
 overrides that give the reference's network and recipe, once per ``--precision``
 (``trainer.precision``; the references train in fp32 on the CPU).
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=None,
-                    help="ts2vec: both sides' iterations (default: their rule)")
+                    help="ts2vec/timesurl: both sides' iterations (default: their rule)")
     ap.add_argument("--epochs", type=int, default=1, help="patchtst/informer: both sides' epochs")
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
                     help="our side's trainer.precision, one run each")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from scripts.bench.references import ts2vec, tslib
+from scripts.bench.references import timesurl, ts2vec, tslib
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ REFERENCES = {
     "ts2vec": Reference("TS2Vec (yuezhihan/ts2vec)", ts2vec.ENTRY, ts2vec.DATA, ts2vec.DATASETS,
                         ts2vec.SCORES, "iters", ts2vec.reference_run, ts2vec.our_overrides,
                         ts2vec.our_scores),
+    "timesurl": Reference("TimesURL (Alrash/TimesURL)", timesurl.ENTRY, timesurl.DATA,
+                          timesurl.DATASETS, timesurl.SCORES, "iters", timesurl.reference_run,
+                          timesurl.our_overrides, timesurl.our_scores),
     **{model: Reference(tslib.SETTINGS[model]["title"], tslib.ENTRY, tslib.DATA, tslib.DATASETS,
                         tslib.SCORES, "epochs", partial(tslib.reference_run, model),
                         partial(tslib.our_overrides, model), tslib.our_scores)
