@@ -113,14 +113,13 @@ def main() -> None:
     for dataset in args.datasets or reference.datasets[:1]:
         runs = {"reference": [], **{f"ours {p}": [] for p in args.precision}}
         for seed in args.seeds:
-            runs["reference"].append(reference.reference_run(
-                args.reference, Path(args.data_dir), dataset, seed, args.threads, budget))
-            for p in args.precision:
-                runs[f"ours {p}"].append(our_run(reference, dataset, seed, args.threads, p, budget))
-            for side, side_runs in runs.items():
-                r = side_runs[-1]
+            for side in runs:
+                r = (reference.reference_run(args.reference, Path(args.data_dir), dataset, seed,
+                                             args.threads, budget) if side == "reference" else
+                     our_run(reference, dataset, seed, args.threads, side.split()[1], budget))
                 if r["rc"] != 0 or r["train_seconds"] is None:
                     sys.exit(f"{side} run on {dataset} (seed {seed}) failed (exit {r['rc']}):\n{r['log'][-3000:]}")
+                runs[side].append(r)
         rows += [(dataset, side, summary(side_runs, reference.scores)) for side, side_runs in runs.items()]
 
     print(f"\n{reference.title} beside ours, {args.threads} thread(s), mean of seeds "

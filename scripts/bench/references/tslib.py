@@ -6,7 +6,7 @@ dropout 0.1, batch 32, lr 1e-4 halved every epoch, patience 3).
 
 The library runs as its ``run.py --task_name long_term_forecast ...`` on the CPU, data loaded in
 the process (``--num_workers 0``, as ours), in a scratch directory (it writes checkpoints/ and
-results/ under the working directory). The runner supplies stand-ins for two imports that only
+results/ under the working directory, and lists ./models, a link to the checkout's). The runner supplies stand-ins for two imports that only
 other models and loaders of the library use (``datasets``, ``reformer_pytorch``), sets the
 thread count, and replaces the fixed seed run.py draws (2021) by the run's seed. Its training
 seconds are the sum of the "Epoch: N cost time" lines (the training steps of each epoch), its
@@ -75,6 +75,8 @@ def reference_run(model: str, checkout: Path, data_dir: Path, name: str, seed: i
            "--root_path", str((data_dir / DATA).resolve()) + "/", "--data_path", f"{name}.csv",
            "--data", name, "--model_id", f"{name}_96_96", "--train_epochs", str(budget["epochs"])]
     with tempfile.TemporaryDirectory(prefix="tslib_reference_") as tmp:
+        # the library finds its models by listing ./models
+        (Path(tmp) / "models").symlink_to(checkout.resolve() / "models")
         r = run_child(cmd, cwd=tmp)
     r.update(parse_reference_log(r["log"]))
     return r
