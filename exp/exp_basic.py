@@ -44,7 +44,7 @@ from utils.instantiate import build
 from utils.metrics import flatten_metrics, summary_line, unflatten_metrics
 from utils.optim import ScheduleStepper, build_optimizer, build_scheduler
 from utils.results import write_results
-from utils.runtime import apply_runtime_settings
+from utils.runtime import apply_runtime_settings, release_free_memory
 from utils.seed import get_rng_state
 from utils.tb import TensorBoardLogger
 from utils.train_step import LossMeter, batch_size_of, split_loss
@@ -222,6 +222,7 @@ class Exp_Basic:
         # the training steps alone, what reference implementations report as their epoch time
         self.state["train_loop_seconds"] = (self.state.get("train_loop_seconds", 0.0)
                                             + time.perf_counter() - t0)
+        release_free_memory()
         # without a validation split the monitored metrics are the train loss itself; every
         # rank decides on rank 0's numbers
         val_metrics = self.vali("val") if monitor_split == "val" else {"loss": train_loss}
@@ -315,6 +316,8 @@ class Exp_Basic:
                     gathered.setdefault(k, []).append(v.detach().float() if v.is_floating_point()
                                                       else v.detach())
         collected = {k: torch.cat(v).cpu().numpy() for k, v in gathered.items()}
+        del gathered
+        release_free_memory()
         return collected, (float(total) / count if count else float("nan"))
 
     def vali(self, split: str = "val") -> dict:

@@ -40,6 +40,7 @@ from utils.protocols import check_model_supports
 from utils.protocols.evaluation import (DownstreamEvaluation, check_task, downstream_splits,
                                         evaluate_forecast, evaluation_key, parse_evaluations,
                                         protocols_of)
+from utils.runtime import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,9 @@ class Exp_Pretrain(Exp_Basic):
     def _encode(self, x: np.ndarray) -> np.ndarray:
         pooling = self.cfg.task.get("pooling", "max")
         bs = int(self.cfg.trainer.eval_batch_size)
-        return np.asarray(self.model.encode(x, pooling=pooling, batch_size=bs))
+        features = np.asarray(self.model.encode(x, pooling=pooling, batch_size=bs))
+        release_free_memory()            # the encoder's activations, before the protocol's fit
+        return features
 
     def test(self) -> dict:
         task = self.cfg.task

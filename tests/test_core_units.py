@@ -138,6 +138,40 @@ def test_runtime_settings_enlarge_onednn_cache_unless_the_environment_sets_it(mo
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
 
 
+# 3,000 touched 64 KiB blocks (below glibc's mmap threshold: heap memory) freed, all but the last,
+# which keeps the heap from shrinking at free(): their pages stay resident until trimmed
+FRAGMENTED_HEAP = """
+import ctypes, ctypes.util, sys
+sys.path.insert(0, {repo!r})
+from utils.runtime import release_free_memory
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+blocks = [libc.malloc(65536) for _ in range(3000)]
+for b in blocks:
+    ctypes.memset(b, 1, 65536)
+for b in blocks[:-1]:
+    libc.free(b)
+before = rss_mib()
+print(release_free_memory(), before, rss_mib())
+"""
+
+
+def test_release_free_memory_gives_freed_heap_pages_back():
+    import subprocess
+    import sys
+
+    from utils.runtime import release_free_memory
+    if not release_free_memory():
+        pytest.skip("the C library has no malloc_trim (not glibc)")
+    out = subprocess.run([sys.executable, "-c", FRAGMENTED_HEAP.format(repo=str(Path(__file__).parents[1]))],
+                         capture_output=True, text=True, check=True).stdout.split()
+    trimmed, before, after = out[0] == "True", float(out[1]), float(out[2])
+    assert trimmed and before - after > 150, (before, after)   # of the ~187 MiB freed
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw"])
 def test_fused_auto_optimizer_takes_the_same_steps_as_the_loop(name):
     """optimizer.fused=auto picks torch's fused kernel on the CPU; ten steps of it end where

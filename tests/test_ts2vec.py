@@ -152,6 +152,23 @@ def test_hierarchical_loss_matches_a_direct_computation():
     assert hierarchical_contrastive_loss(z, z) < hierarchical_contrastive_loss(z, z[torch.randperm(4)])
 
 
+def test_batched_outputs_fill_one_tensor_in_row_order():
+    from models.ssl.base import batched_outputs
+    x = torch.randn(11, 6, 2)
+    seen = []
+
+    def encode_batch(rows, xb):
+        seen.append((rows.start, rows.stop))
+        assert torch.equal(xb, x[rows])
+        return (xb.sum(dim=1) * 2).to(torch.bfloat16)          # [b, 2], another dtype
+    out = batched_outputs(x, 4, torch.device("cpu"), encode_batch)
+    assert seen == [(0, 4), (4, 8), (8, 12)]                     # the last batch is the 3 left
+    assert out.dtype == torch.float32 and out.shape == (11, 2)
+    expected = torch.cat([(x[i:i + 4].sum(dim=1) * 2).to(torch.bfloat16).float() for i in range(0, 11, 4)])
+    assert torch.equal(out, expected)
+    assert batched_outputs(x[:0], 4, torch.device("cpu"), encode_batch).numel() == 0
+
+
 def test_encode_pooling_shapes_and_causal_sliding_windows():
     torch.manual_seed(0)
     model = TS2Vec(2, output_dims=16, hidden_dims=8, depth=3)

@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from layers.dilated_conv import MASK_MODES, TSEncoder, timestamp_mask
 from layers.encoders import build_encoder
-from models.ssl.base import RepresentationModel
+from models.ssl.base import RepresentationModel, batched_outputs
 
 POOLINGS = ("max", "last", None)
 
@@ -161,12 +161,10 @@ class TS2Vec(RepresentationModel):
         net.eval()
         try:
             if sliding_length is None:
-                outs = []
-                for i in range(0, len(x), bs):
-                    m = mask[i:i + bs].to(device) if torch.is_tensor(mask) else mask
-                    h = net(x[i:i + bs].to(device), "all_true" if m is None else m)
-                    outs.append(pool(h, pooling).cpu())
-                return torch.cat(outs, dim=0)
+                def batch(rows, xb):
+                    m = mask[rows].to(device) if torch.is_tensor(mask) else mask
+                    return pool(net(xb, "all_true" if m is None else m), pooling)
+                return batched_outputs(x, bs, device, batch)
             h = self._encode_sliding(net, x, mask, causal, sliding_length, sliding_padding,
                                      bs, device)
             return pool(h, pooling)
