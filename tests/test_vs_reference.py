@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from data_provider.ucr_uea import locate, parse_files
 from scripts.bench.references.ts2vec import parse_reference_log, reference_dataset
-from scripts.bench.references import tslib
+from scripts.bench.references import REFERENCES, tslib
 from tests.helpers import require_ucr
 from utils.compose import compose_cfg
 
@@ -76,3 +76,12 @@ def test_our_side_composes_the_network_and_recipe_the_library_runs(model):
     # the library's Adam with lradj type1 (halved after every epoch) and its epoch budget
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.trainer.max_epochs == 2
     assert list(cfg.scheduler.milestones)[:3] == [2, 3, 4] and cfg.scheduler.gamma == 0.5
+
+
+@pytest.mark.parametrize("method", sorted(REFERENCES))
+def test_every_method_composes_our_side_on_its_default_dataset(method):
+    ref = REFERENCES[method]
+    cfg = compose_cfg(ref.our_overrides(ref.datasets[0], {"iters": 7, "epochs": 2}))
+    assert cfg.model.name == method and cfg.data.name == ref.datasets[0]
+    budget = cfg.trainer.max_steps if ref.budget == "iters" else cfg.trainer.max_epochs
+    assert budget == {"iters": 7, "epochs": 2}[ref.budget]

@@ -27,7 +27,7 @@ REFERENCES = {
                         ts2vec.our_scores),
     "timesurl": Reference("TimesURL (Alrash/TimesURL)", timesurl.ENTRY, timesurl.DATA,
                           timesurl.DATASETS, timesurl.SCORES, "iters", timesurl.reference_run,
-                          timesurl.our_overrides, timesurl.our_scores),
+                          partial(ts2vec.our_overrides, model="timesurl"), ts2vec.our_scores),
     **{model: Reference(tslib.SETTINGS[model]["title"], tslib.ENTRY, tslib.DATA, tslib.DATASETS,
                         tslib.SCORES, "epochs", partial(tslib.reference_run, model),
                         partial(tslib.our_overrides, model), tslib.our_scores)

@@ -15,11 +15,9 @@ time", "Evaluation result").
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
-from scripts.bench.memory import run_child
-from scripts.bench.references.ts2vec import parse_reference_log, reference_dataset
+from scripts.bench.references.ts2vec import run_train_py
 
 ENTRY = "src/train.py"
 DATA = "UCR"
@@ -46,22 +44,5 @@ runpy.run_path(checkout + "/src/train.py", run_name="__main__")
 
 def reference_run(checkout: Path, data_dir: Path, name: str, seed: int, threads: int,
                   budget: dict) -> dict:
-    with tempfile.TemporaryDirectory(prefix="timesurl_reference_") as tmp:
-        ucr_dir = Path(tmp) / "datasets" / "UCR"
-        ucr_dir.mkdir(parents=True)
-        reference_dataset(data_dir, name, ucr_dir)
-        cmd = [sys.executable, "-c", RUNNER, str(checkout.resolve()), str(threads), name, "bench",
-               "--loader", "UCR", "--seed", str(seed), "--max-threads", str(threads), "--eval",
-               *(["--iters", str(budget["iters"])] if budget.get("iters") else [])]
-        r = run_child(cmd, cwd=tmp)
-    r["train_seconds"], r["accuracy"] = parse_reference_log(r["log"])
-    return r
-
-
-def our_overrides(name: str, budget: dict) -> list[str]:
-    return ["model=timesurl", "data=ucr", f"data.name={name}",
-            *([f"trainer.max_steps={budget['iters']}"] if budget.get("iters") else [])]
-
-
-def our_scores(metrics: dict) -> dict:
-    return {"accuracy": metrics.get("test", {}).get("accuracy")}
+    return run_train_py([sys.executable, "-c", RUNNER, str(checkout.resolve()), str(threads)],
+                        data_dir, name, seed, threads, budget)

@@ -58,12 +58,21 @@ def reference_dataset(data_dir: Path, name: str, ucr_dir: Path) -> None:
 
 def reference_run(checkout: Path, data_dir: Path, name: str, seed: int, threads: int,
                   budget: dict) -> dict:
-    with tempfile.TemporaryDirectory(prefix="ts2vec_reference_") as tmp:
+    return run_train_py([sys.executable, "-c", RUNNER, str(checkout.resolve())], data_dir, name,
+                        seed, threads, budget)
+
+
+def run_train_py(runner: list[str], data_dir: Path, name: str, seed: int, threads: int,
+                 budget: dict) -> dict:
+    """``runner`` + TS2Vec's train.py arguments for UCR classification, in a scratch directory
+    holding the set as its loader reads it; the child's figures with the parsed time and
+    accuracy (TimesURL's train.py takes the same arguments and prints the same lines)."""
+    with tempfile.TemporaryDirectory(prefix="ucr_reference_") as tmp:
         ucr_dir = Path(tmp) / "datasets" / "UCR"
         ucr_dir.mkdir(parents=True)
         reference_dataset(data_dir, name, ucr_dir)
-        cmd = [sys.executable, "-c", RUNNER, str(checkout.resolve()), name, "bench",
-               "--loader", "UCR", "--seed", str(seed), "--max-threads", str(threads), "--eval",
+        cmd = [*runner, name, "bench", "--loader", "UCR", "--seed", str(seed),
+               "--max-threads", str(threads), "--eval",
                *(["--iters", str(budget["iters"])] if budget.get("iters") else [])]
         r = run_child(cmd, cwd=tmp)
     r["train_seconds"], r["accuracy"] = parse_reference_log(r["log"])
@@ -78,8 +87,8 @@ def parse_reference_log(log: str) -> tuple[float | None, float | None]:
     return seconds, (float(acc[1]) if acc else None)
 
 
-def our_overrides(name: str, budget: dict) -> list[str]:
-    return ["model=ts2vec", "data=ucr", f"data.name={name}",
+def our_overrides(name: str, budget: dict, model: str = "ts2vec") -> list[str]:
+    return [f"model={model}", "data=ucr", f"data.name={name}",
             *([f"trainer.max_steps={budget['iters']}"] if budget.get("iters") else [])]
 
 
