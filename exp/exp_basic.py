@@ -44,6 +44,7 @@ from utils.instantiate import build
 from utils.metrics import flatten_metrics, summary_line, unflatten_metrics
 from utils.optim import ScheduleStepper, build_optimizer, build_scheduler
 from utils.results import write_results
+from utils.row_buffer import RowBuffer
 from utils.runtime import apply_runtime_settings, release_free_memory
 from utils.seed import get_rng_state
 from utils.tb import TensorBoardLogger
@@ -300,7 +301,8 @@ class Exp_Basic:
     def _collect(self, split: str) -> tuple[dict[str, np.ndarray], float]:
         """Run the model over a whole split (no sample dropped); the outputs as host arrays."""
         self.model.eval()
-        gathered: dict[str, list] = {}
+        # one tensor per output, on the device, copied to the host once at the end
+        gathered = RowBuffer(len(self.loaders.splits[split]))
         total, count = None, 0                     # summed on the device, read once
         for batch in self._loader(split, train=False):
             batch = self._to_device(batch)
@@ -311,11 +313,8 @@ class Exp_Basic:
                 value = split_loss(loss)[0].detach().double() * n
                 total = value if total is None else total + value
                 count += n
-            for k, v in outputs.items():
-                if torch.is_tensor(v):        # kept on the device: one copy to the host at the end
-                    gathered.setdefault(k, []).append(v.detach().float() if v.is_floating_point()
-                                                      else v.detach())
-        collected = {k: torch.cat(v).cpu().numpy() for k, v in gathered.items()}
+            gathered.add(outputs, n)
+        collected = gathered.arrays()
         del gathered
         release_free_memory()
         return collected, (float(total) / count if count else float("nan"))

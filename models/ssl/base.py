@@ -42,6 +42,7 @@ from torch import nn
 from layers.encoders import POOLINGS, build_encoder, pool
 from models.base import BaseModel
 from utils.augmentations import build_views
+from utils.row_buffer import RowBuffer
 from utils.schedulers import cosine_anneal
 
 
@@ -63,17 +64,16 @@ def encode_in_batches(net: nn.Module, x, batch_size: int, encode_batch) -> torch
 
 def batched_outputs(x: torch.Tensor, batch_size: int, device, encode_batch) -> torch.Tensor:
     """``encode_batch(rows, x_batch)`` over x in batches, written into one CPU float tensor
-    allocated at the first batch: a list of small per-batch outputs concatenated at the end
-    kept blocks alive between the batches' large freed activations, and the C heap grew with
-    the holes (peak RSS up to 1.5x the same run's on another try)."""
-    out = None
+    (utils/row_buffer.py: per-batch outputs concatenated at the end grew the C heap, peak RSS
+    up to 1.5x the same run's on another try)."""
+    if len(x) == 0:
+        return torch.empty((0,))
+    out = RowBuffer(len(x), device=torch.device("cpu"))
     for i in range(0, len(x), batch_size):
         rows = slice(i, i + batch_size)
         h = encode_batch(rows, x[rows].to(device))
-        if out is None:
-            out = torch.empty((len(x), *h.shape[1:]), dtype=torch.float32)
-        out[rows] = h.float()
-    return out if out is not None else torch.empty((0,))
+        out.add({"h": h}, h.shape[0])
+    return out.tensors()["h"]
 
 
 class RepresentationModel(BaseModel):
