@@ -2,8 +2,8 @@
 
 A list of small per-batch outputs concatenated at the end keeps small blocks alive between the
 batches' large freed activations, and glibc's heap grows around them: evaluating Informer on
-ETTh1's validation split (87 batches) took the resident memory from 630 to 1,440 MiB that way,
-and stays near 680 MiB with one tensor per key allocated at the first batch."""
+ETTh1's validation split (2,785 windows, 88 batches) took the resident memory from 630 to
+1,440 MiB that way; it stays below 680 MiB with one tensor per key allocated at the first batch."""
 from __future__ import annotations
 
 import numpy as np
