@@ -30,17 +30,17 @@ class RowBuffer:
             if not torch.is_tensor(value):
                 continue
             value = value.detach()
-            if value.is_floating_point():
-                value = value.float()
+            # floats land as float32: the buffer's copy casts them, no per-batch temporary
+            dtype = torch.float32 if value.is_floating_point() else value.dtype
             per_sample = value.dim() > 0 and value.shape[0] == n
             if key in self.buffers and not per_sample:
                 raise ValueError(f"output '{key}' has {tuple(value.shape)} for a batch of {n}; "
                                  "earlier batches gave one row per sample")
             if key in self.pieces or not per_sample:
-                self.pieces.setdefault(key, []).append(value)
+                self.pieces.setdefault(key, []).append(value.to(dtype))
                 continue
             if key not in self.buffers:
-                self.buffers[key] = torch.empty((self.rows, *value.shape[1:]), dtype=value.dtype,
+                self.buffers[key] = torch.empty((self.rows, *value.shape[1:]), dtype=dtype,
                                                 device=self.device or value.device)
             self.buffers[key][self.filled:self.filled + n] = value
         self.filled += n
