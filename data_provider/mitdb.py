@@ -13,7 +13,8 @@ With ``data.dechazal_features=true`` the per-beat "features" are de Chazal et al
 
 With ``data.ssl_unit=window``, "unlabelled_train"/"unlabelled_val" also hold long
 non-overlapping windows of the DS1 train/val records, which task=pretrain pretrains on instead
-of the beats (data_provider/pretraining.py).
+of the beats (data_provider/pretraining.py); ``data.test_windows=true`` cuts the DS2 records
+the same way into "unlabelled_test" (task=impute scores its reconstructions on them).
 """
 from __future__ import annotations
 
@@ -253,6 +254,7 @@ def build(cfg) -> DataBundle:
     if ssl_unit not in SSL_UNITS:
         raise ValueError(f"data.ssl_unit={ssl_unit!r} is not known; choose one of {list(SSL_UNITS)}")
     window_seconds = float(_get(d, "ssl_window_seconds", 10.0)) if ssl_unit == "window" else None
+    window_splits = ["train", "val"] + (["test"] if bool(_get(d, "test_windows", False)) else [])
 
     folder = inside_data_dir(str(cfg.paths.data_dir), ("data.subdir", _get(d, "subdir", "mitdb")))
     all_records = sorted(set(recs["train"]) | set(recs["val"]) | set(recs["test"]))
@@ -261,7 +263,7 @@ def build(cfg) -> DataBundle:
     digests = record_digests(folder, all_records)
     verify_records(folder, digests, verify=bool(_get(d, "verify_files", True)))
     a = load_arrays(cfg, folder, all_records, settings, window_seconds,
-                    window_records=recs["train"] + recs["val"], digests=digests,
+                    window_records=[r for name in window_splits for r in recs[name]], digests=digests,
                     memory_map=bool(_get(d, "memory_map", False)))
 
     features, feature_names = None, []
@@ -289,7 +291,7 @@ def build(cfg) -> DataBundle:
     }
     splits = dict(labelled)
     if ssl_unit == "window":
-        for name in ("train", "val"):
+        for name in window_splits:
             splits[f"unlabelled_{name}"] = _window_dataset(a, recs[name])
         meta["unlabelled_seq_len"] = int(a["wx"].shape[1])
     return DataBundle(splits=splits, meta=meta)

@@ -9,6 +9,7 @@ TASKS = {
     "pretrain": "exp.exp_pretrain.Exp_Pretrain",
     "forecast": "exp.exp_forecast.Exp_Forecast",
     "explain": "exp.exp_explain.Exp_Explain",
+    "impute": "exp.exp_impute.Exp_Impute",
 }
 
 

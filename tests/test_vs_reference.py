@@ -73,6 +73,9 @@ def test_our_side_composes_the_network_and_recipe_the_library_runs(model):
         assert float(OmegaConf.select(cfg, ours)) == float(ref[theirs]), ours
     if model == "informer":
         assert (cfg.model.d_layers, cfg.model.factor) == (int(ref["d_layers"]), int(ref["factor"]))
+    if ref.get("task_name") == "imputation":      # the same share of values hidden at random
+        assert cfg.task.name == "impute" and cfg.task.mask == "random"
+        assert cfg.task.mask_rate == float(ref["mask_rate"])
     # the library's Adam with lradj type1 (halved after every epoch) and its epoch budget
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.trainer.max_epochs == 2
     assert list(cfg.scheduler.milestones)[:3] == [2, 3, 4] and cfg.scheduler.gamma == 0.5
