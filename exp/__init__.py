@@ -10,6 +10,7 @@ TASKS = {
     "forecast": "exp.exp_forecast.Exp_Forecast",
     "explain": "exp.exp_explain.Exp_Explain",
     "impute": "exp.exp_impute.Exp_Impute",
+    "generate": "exp.exp_generate.Exp_Generate",
 }
 
 
