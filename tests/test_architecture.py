@@ -65,14 +65,14 @@ def test_the_loop_calls_model_hooks_directly():
 def test_one_module_per_loss_and_per_representation_method():
     losses = {p.stem for p in (REPO / "utils" / "losses").glob("*.py")} - {"__init__"}
     assert {"supervised", "forecast", "ts2vec", "timesurl", "simclr", "moco", "byol", "simsiam",
-            "dino", "instdisc", "hybrid", "cpc", "tfc", "comet", "mae", "wav2vec2"} <= losses
+            "dino", "instdisc", "hybrid", "cpc", "tfc", "comet", "mae", "wav2vec2", "bert", "gpt"} <= losses
     assert not list((REPO / "utils").glob("*loss*.py")), "a loss outside utils/losses/"
     from hydra.utils import get_class
 
     from models.ssl.base import RepresentationModel
     pretraining = [f for f in sorted((REPO / "conf" / "model").glob("*.yaml"))
                    if "override /task: pretrain" in f.read_text()]
-    assert len(pretraining) == 14
+    assert len(pretraining) == 16
     for cfg_file in pretraining:        # every representation method: models/ssl/, one base
         target = OmegaConf.load(cfg_file).model._target_
         assert target.startswith("models.ssl."), cfg_file.name

@@ -193,6 +193,8 @@ SSL_TINY = {
     "cpc": ["model.enc_dim=16", "model.context_dim=16", "model.pred_steps=2"],
     "tfc": ["model.num_layers=1", "model.proj_hidden=16", "model.proj_dim=8"],
     "comet": TS2VEC,
+    "bert": ["model.d_model=16", "model.depth=1", "model.num_heads=2", "model.d_ff=32"],
+    "gpt": ["model.d_model=16", "model.depth=1", "model.num_heads=2", "model.d_ff=32"],
     "mae": ["model.embed_dim=16", "model.depth=1", "model.num_heads=2", "model.decoder_dim=8",
             "model.decoder_depth=1", "model.decoder_heads=2"],
     "wav2vec2": ["model.conv_layers=[[16,10,2],[16,3,2]]", "model.d_model=16", "model.depth=1",
