@@ -4,7 +4,8 @@ series [B, T, C], with a conditional imputation variant in the style of CSDI (Ta
 NeurIPS 2021).
 
 The forward process adds Gaussian noise over ``timesteps`` steps with a linear schedule
-beta_1..beta_T (the paper: T = 1000, beta from 1e-4 to 0.02), so that
+beta_1..beta_T (the paper: T = 1000, beta from 1e-4 to 0.02; ``schedule="quadratic"`` spaces
+sqrt(beta) evenly instead, CSDI's schedule, which it runs with T = 50 up to beta 0.5), so that
 q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), abar_t = prod_{s<=t} (1 - beta_s).
 A 1-D U-Net (layers/unet1d.py) predicts the noise eps from (x_t, t); training minimises the
 paper's L_simple = E ||eps - eps_theta(x_t, t)||^2 (utils/losses/ddpm.py, DenoisingMSE).
@@ -48,11 +49,13 @@ from layers.unet1d import UNet1D
 from models.base import BaseModel
 
 SIGMAS = ("beta", "posterior")
+SCHEDULES = ("linear", "quadratic")
 
 
 class DDPM(BaseModel):
     def __init__(self, enc_in: int, seq_len: int, num_classes: int = 0, timesteps: int = 1000,
-                 beta_start: float = 1e-4, beta_end: float = 0.02, sigma: str = "beta",
+                 beta_start: float = 1e-4, beta_end: float = 0.02, schedule: str = "linear",
+                 sigma: str = "beta",
                  base_channels: int = 64, channel_mults: Sequence[int] = (1, 2, 2),
                  num_res_blocks: int = 2, attention: bool = True, attention_heads: int = 1,
                  dropout: float = 0.1, cond_drop_prob: float = 0.1, guidance_scale: float = 0.0,
@@ -67,6 +70,8 @@ class DDPM(BaseModel):
             raise ValueError(f"model.sample_steps={sample_steps} must be null (ancestral sampling over "
                              f"all {timesteps} steps) or a number of DDIM steps from 1 to "
                              f"model.timesteps={timesteps}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"model.schedule={schedule!r} is not known; choose one of {', '.join(SCHEDULES)}")
         if not 0 < beta_start <= beta_end < 1:
             raise ValueError(f"model.beta_start={beta_start} and model.beta_end={beta_end} must "
                              "satisfy 0 < beta_start <= beta_end < 1")
@@ -83,7 +88,10 @@ class DDPM(BaseModel):
         self.conditional_imputation, self.impute_samples = bool(conditional_imputation), int(impute_samples)
 
         # the schedule in float64, stored in float32 (the products over 1000 steps drift in fp32)
-        betas = np.linspace(beta_start, beta_end, timesteps, dtype=np.float64)
+        if schedule == "linear":                   # Ho et al.
+            betas = np.linspace(beta_start, beta_end, timesteps, dtype=np.float64)
+        else:                                      # CSDI's quadratic: linear in sqrt(beta)
+            betas = np.linspace(beta_start ** 0.5, beta_end ** 0.5, timesteps, dtype=np.float64) ** 2
         alphas = 1.0 - betas
         abar = np.cumprod(alphas)
         abar_prev = np.append(1.0, abar[:-1])

@@ -50,6 +50,16 @@ def test_betas_are_the_linear_schedule():
     assert model.betas.dtype == torch.float32
 
 
+def test_quadratic_schedule_spaces_sqrt_beta_evenly_as_csdi():
+    model = tiny(beta_start=1e-4, beta_end=0.5, schedule="quadratic")
+    roots = model.betas.double().sqrt()
+    assert roots[0].item() == pytest.approx(0.01, rel=1e-5) and roots[-1].item() == pytest.approx(0.5 ** 0.5, rel=1e-5)
+    steps = roots.diff()
+    assert torch.allclose(steps, steps[0].expand_as(steps), rtol=1e-4)
+    with pytest.raises(ValueError, match="model.schedule='cosine'"):
+        tiny(schedule="cosine")
+
+
 def test_closed_form_coefficients_are_the_products_over_the_chain():
     model = tiny()
     betas = model.betas.double()
