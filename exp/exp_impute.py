@@ -9,7 +9,7 @@ its hidden values set to 0, so a model never sees them), the errors on the hidde
 beside the linear-interpolation and window-mean baselines, and a figure.
 
 Two kinds of model: a reconstruction model ``forward(x, [x_mark]) -> [B, T, C]`` trained with
-the loss on the hidden values; and a generative imputer (a model with ``impute``, e.g. DDPM),
+the loss on the hidden values; and a generative imputer (``imputes_by_sampling``, e.g. DDPM),
 whose ``forward(x, observed=...)`` returns its own training outputs for its own loss (the
 complete window goes in: the model's loss decides what it may look at), and whose
 ``impute(x_observed, observed)`` samples the hidden values at test time. Validation of a
@@ -19,7 +19,6 @@ test split is imputed and scored.
 from __future__ import annotations
 
 import inspect
-import logging
 
 import numpy as np
 import torch
@@ -27,12 +26,11 @@ from omegaconf import open_dict
 
 from data_provider.base import DataBundle
 from exp.exp_basic import Exp_Basic
+from models.base import hooks_of
 from utils.forecast_metrics import inverse_transform
 from utils.imputation import BASELINES, check_mask, draw_hidden, evaluation_hidden, hidden_errors
 from utils.instantiate import build
 from utils.losses.imputation import HiddenMSE
-
-log = logging.getLogger(__name__)
 
 
 class Exp_Impute(Exp_Basic):
@@ -63,7 +61,7 @@ class Exp_Impute(Exp_Basic):
 
     def _build_model(self):
         model = build(self.cfg.model, **self._model_dims())
-        self._generative = callable(getattr(model, "impute", None))
+        self._generative = hooks_of(model).imputes_by_sampling
         self._takes_marks = "x_mark" in inspect.signature(model.forward).parameters
         return model
 

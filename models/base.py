@@ -14,6 +14,10 @@ A model fitted in closed form rather than by gradient steps (a linear discrimina
 hands it the whole training split once, as numpy arrays by batch key, in place of the loop,
 and evaluates and checkpoints it like any other model (its fitted values live in buffers).
 
+A generative imputer (DDPM) sets ``imputes_by_sampling = True``: task=impute then trains it on
+its own loss from the complete window and the observed mask, ``forward(x, observed=...)``, and
+fills the hidden values of a test window by ``impute(x_observed, observed)``.
+
 A model brought from elsewhere (any ``nn.Module``) trains too: ``hooks_of`` gives it the
 defaults, which do nothing. Representation models add their own contract on top
 (models/ssl/base.py).
@@ -26,6 +30,7 @@ from torch import nn
 
 class BaseModel(nn.Module):
     fits_in_closed_form: bool = False
+    imputes_by_sampling: bool = False
 
     def on_train_epoch_start(self, epoch: int) -> None:
         """Called before training epoch ``epoch`` (0-based)."""

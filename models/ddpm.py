@@ -53,6 +53,8 @@ SCHEDULES = ("linear", "quadratic")
 
 
 class DDPM(BaseModel):
+    imputes_by_sampling = True      # task=impute: own loss in training, impute() at test time
+
     def __init__(self, enc_in: int, seq_len: int, num_classes: int = 0, timesteps: int = 1000,
                  beta_start: float = 1e-4, beta_end: float = 0.02, schedule: str = "linear",
                  sigma: str = "beta",
