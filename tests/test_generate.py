@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.resnet1d import ResNet1D
-from tests.helpers import read_metrics, run_experiment, run_paths
+from tests.helpers import read_metrics, require_ucr, run_experiment, run_paths
 from utils.generation_metrics import (FitSettings, classifier_scores, discriminative_score,
                                       frechet_distance, frechet_distance_from_moments,
                                       matched_by_class, samples_per_class)
@@ -186,6 +186,7 @@ def test_refuses_an_unlabelled_dataset(tmp_path, data_dir, cache_dir):
 
 
 def test_refuses_a_classifier_it_cannot_build_before_training(tmp_path, data_dir, cache_dir):
+    require_ucr(data_dir, "ECG200")        # the check runs once the data is loaded
     with pytest.raises(Exception, match="nope"):
         run_experiment(_generate(data_dir, cache_dir, *TINY_DDPM, "+task.classifier.nope=1"), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
