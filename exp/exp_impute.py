@@ -33,6 +33,9 @@ from utils.instantiate import build
 from utils.losses.imputation import HiddenMSE
 
 
+TEST_SEED_OFFSET = 7919
+
+
 class Exp_Impute(Exp_Basic):
     def _get_data(self):
         d, t = self.cfg.data, self.cfg.task
@@ -45,7 +48,6 @@ class Exp_Impute(Exp_Basic):
                              "data.features=M (all channels) or S (the target alone), not MS")
         check_mask(str(t.mask), float(t.mask_rate))
         self._split = "val"
-        self._sampling = False
         with open_dict(d):
             if family == "ecg":         # whole records cut into windows, DS1 -> DS2
                 d.ssl_unit, d.test_windows = "window", True
@@ -70,7 +72,8 @@ class Exp_Impute(Exp_Basic):
         x, t = batch["x"], self.cfg.task
         if train:
             return draw_hidden(tuple(x.shape), str(t.mask), float(t.mask_rate), device=x.device)
-        seed = int(t.eval_mask_seed) + (0 if self._split == "val" else 1) * 7919
+        # validation and test windows share indices: their masks come from different seeds
+        seed = int(t.eval_mask_seed) + (0 if self._split == "val" else TEST_SEED_OFFSET)
         return evaluation_hidden(batch["index"].cpu(), x.shape[1], x.shape[2], str(t.mask),
                                  float(t.mask_rate), seed).to(x.device)
 
@@ -80,7 +83,8 @@ class Exp_Impute(Exp_Basic):
         hidden = self._hidden(batch, train)
         marks = {"x_mark": batch["x_mark"]} if self._takes_marks and "x_mark" in batch else {}
         x_in = x.masked_fill(hidden, 0.0)
-        if self._generative and not self._sampling:
+        # a generative imputer samples on the test split only; elsewhere its own training loss
+        if self._generative and (train or self._split != "test"):
             return self.criterion(self.net(x, observed=~hidden, **marks), batch), {}
         outputs = {"true": x, "hidden": hidden}
         if self._generative:        # its criterion is its training loss; scored as any imputer
@@ -94,11 +98,7 @@ class Exp_Impute(Exp_Basic):
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str, log_figures: bool = True) -> dict:
         self._split = split
-        self._sampling = split == "test" or not self._generative
-        try:
-            return super().evaluate(split, log_figures)
-        finally:
-            self._sampling = False
+        return super().evaluate(split, log_figures)
 
     def _metrics(self, collected, split):
         if "pred" not in collected:

@@ -131,13 +131,14 @@ def test_impute_on_etth1_scores_every_test_window_and_learns(tmp_path, data_dir,
     # the baselines, recomputed from the test windows and the fixed masks
     from data_provider.forecast_data import build
     from utils.compose import compose_cfg
+    from exp.exp_impute import TEST_SEED_OFFSET
     from utils.imputation import evaluation_hidden
     cfg = compose_cfg([*_common(data_dir), f"task.mask={mask}", "task.mask_rate=0.25",
                        "data.pred_len=0", "data.label_len=0"])
     ds = build(cfg).splits["test"]
     index = torch.arange(len(ds))
     x = ds.__getitems__(index.tolist())["x"]
-    hidden = evaluation_hidden(index, SEQ, 7, mask, 0.25, seed=0 + 7919)
+    hidden = evaluation_hidden(index, SEQ, 7, mask, 0.25, seed=0 + TEST_SEED_OFFSET)
     assert int(hidden.sum()) == test["hidden_values"]
     want = hidden_errors(linear_fill(np.where(hidden, 0, x), hidden.numpy()), x.numpy(), hidden.numpy())
     assert test["baseline_linear"]["mse"] == pytest.approx(want["mse"], rel=1e-6)
