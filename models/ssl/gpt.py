@@ -6,11 +6,12 @@ of a patch form one token, as in models/ssl/mae.py; T is zero-padded to a multip
 patch_len). A linear patch embedding plays the part of GPT's token embedding; learned position
 embeddings are added, then dropout.
 
-Decoder. GPT-1's block, post-norm as in GPT-1 (GPT-2 later moved the LayerNorm before each
-sub-layer): masked (causal) multi-head self-attention, then a position-wise MLP with GELU
-(GPT-1's tanh approximation), each added to its input and followed by LayerNorm. Dropout (0.1)
-on the embeddings, the attention weights and both residual branches; weights drawn from
-N(0, 0.02), biases zero. The causal mask lets position i attend to positions <= i only.
+Decoder (layers/gpt_decoder.py). GPT-1's block, post-norm as in GPT-1 (GPT-2 later moved the
+LayerNorm before each sub-layer): masked (causal) multi-head self-attention, then a position-
+wise MLP with GELU (GPT-1's tanh approximation), each added to its input and followed by
+LayerNorm. Dropout (0.1) on the embeddings, the attention weights and both residual branches;
+weights drawn from N(0, 0.02), biases zero. The causal mask lets position i attend to positions
+<= i only.
 
 Objective. A linear head maps the state at position i to a prediction of patch i + 1; the loss
 (utils/losses/gpt.py) is the MSE against the next patch's values over positions 0..N-2, counting
@@ -37,30 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from layers.encoders import pool
+from layers.gpt_decoder import GPTDecoder, init_gpt
 from models.ssl.base import RepresentationModel
-
-
-def causal_mask(n: int, device=None) -> torch.Tensor:
-    """bool [n, n], True where attention is forbidden: query i may see keys j <= i only."""
-    return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
-
-
-class DecoderBlock(nn.Module):
-    """GPT-1's post-norm block: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(MLP(x)))."""
-
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
-        self.ln_1 = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(approximate="tanh"),
-                                 nn.Linear(d_ff, d_model))
-        self.ln_2 = nn.LayerNorm(d_model)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        a, _ = self.attn(x, x, x, attn_mask=mask, need_weights=False)
-        x = self.ln_1(x + self.drop(a))
-        return self.ln_2(x + self.drop(self.mlp(x)))
 
 
 class GPT(RepresentationModel):
@@ -79,22 +58,10 @@ class GPT(RepresentationModel):
         self.patch_embed = nn.Linear(patch_dim, d_model)
         self.position = nn.Embedding(max_patches, d_model)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(DecoderBlock(d_model, num_heads, d_ff, dropout)
-                                    for _ in range(depth))
+        self.decoder = GPTDecoder(d_model, depth, num_heads, d_ff, dropout)
         self.head = nn.Linear(d_model, patch_dim)
         self.repr_dim = d_model
-        self._init_weights()
-
-    def _init_weights(self, std: float = 0.02) -> None:
-        """GPT-1's initialisation: weights N(0, 0.02), biases zero, LayerNorm gain 1."""
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, std=std)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.MultiheadAttention):
-                nn.init.normal_(m.in_proj_weight, std=std)
-                nn.init.zeros_(m.in_proj_bias)
+        init_gpt(self)
 
     def patchify(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, T, C] -> (patches [B, N, patch_len * C], observed bool of the same shape).
@@ -118,11 +85,7 @@ class GPT(RepresentationModel):
     def decode(self, patches: torch.Tensor) -> torch.Tensor:
         """Patches [B, N, P] -> causal states [B, N, d_model] (state i sees patches <= i)."""
         n = patches.size(1)
-        h = self.drop(self.patch_embed(patches) + self.position.weight[:n])
-        mask = causal_mask(n, patches.device)
-        for block in self.blocks:
-            h = block(h, mask)
-        return h
+        return self.decoder(self.drop(self.patch_embed(patches) + self.position.weight[:n]))
 
     def forward(self, batch: dict) -> dict:
         patches, observed = self.patchify(batch["x"])
