@@ -22,8 +22,10 @@ from utils.instantiate import build
 
 log = logging.getLogger(__name__)
 
-# Optional inputs a forecaster's forward may take by name, besides x.
-MODEL_INPUTS = ("x_mark", "x_dec", "y_mark")
+# Optional inputs a forecaster's forward may take by name, besides x. "future" (the true
+# horizon [B, pred_len, C]) is passed in training only: a model trained by teacher forcing
+# (models/gpt_forecaster.py) never sees it when it is evaluated.
+MODEL_INPUTS = ("x_mark", "x_dec", "y_mark", "future")
 
 
 class Exp_Forecast(Exp_Basic):
@@ -49,19 +51,21 @@ class Exp_Forecast(Exp_Basic):
         zeros = x.new_zeros(x.shape[0], pred_len, x.shape[2])
         return torch.cat([x[:, x.shape[1] - label_len:], zeros], dim=1)
 
-    def _forward(self, x, x_mark=None, y_mark=None):
-        available = {"x_mark": x_mark, "y_mark": y_mark}
+    def _forward(self, x, x_mark=None, y_mark=None, future=None):
+        available = {"x_mark": x_mark, "y_mark": y_mark, "future": future}
         if "x_dec" in self._inputs:
             available["x_dec"] = self._decoder_input(x)
         return self.net(x, **{k: available[k] for k in self._inputs if available.get(k) is not None})
 
     def _process_one_batch(self, batch: dict, train: bool):
-        out = self._forward(batch["x"], batch.get("x_mark"), batch.get("y_mark"))
-        if isinstance(out, dict):  # a self-supervised mode (PatchTST pretraining): its own loss
+        c_out, pred_len = int(self.meta["c_out"]), int(self.meta["pred_len"])
+        future = batch["y"][:, -pred_len:] if train else None
+        out = self._forward(batch["x"], batch.get("x_mark"), batch.get("y_mark"), future)
+        # the model's own targets: PatchTST's masked-patch pretraining, teacher forcing in training
+        if isinstance(out, dict):
             return self.criterion(out, batch), {}
         if isinstance(out, tuple):  # (forecast, attention maps)
             out = out[0]
-        c_out, pred_len = int(self.meta["c_out"]), int(self.meta["pred_len"])
         pred = out[..., out.shape[-1] - c_out:]   # channel-independent models forecast every input
         true = batch["y"][:, -pred_len:]
         loss = self.criterion({"pred": pred, "true": true}, batch)

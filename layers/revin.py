@@ -37,6 +37,16 @@ class RevIN(nn.Module):
             x = x * self.weight + self.bias
         return x
 
+    def normalize_like(self, x):
+        """x (e.g. the true future of the window) normalised with the statistics ``normalize``
+        took from the input window."""
+        if self.center is None:
+            raise RuntimeError("RevIN.normalize_like called before normalize")
+        x = (x - self.center) / self.stdev
+        if self.affine:
+            x = x * self.weight + self.bias
+        return x
+
     def denormalize(self, x):
         if self.center is None:
             raise RuntimeError("RevIN.denormalize called before normalize")
