@@ -34,12 +34,21 @@ unconditional model of whole windows (trained on every entry) and ``impute`` rep
 observed entries at every step by their forward-noised values (the replacement method, Song
 et al. 2021). ``x_mark`` (calendar features) is accepted and not used.
 
+Averaged weights. As the paper (which samples from an exponential moving average of the
+weights, decay 0.9999), ``ema_decay`` keeps a copy of the network updated after every optimizer
+step, with TensorFlow's ExponentialMovingAverage warm-up: decay_k = min(ema_decay,
+(1 + k) / (10 + k)) at step k, so a run of a few thousand steps averages its recent weights
+rather than its initial ones. In eval mode (the validation loss that picks the checkpoint,
+sampling, imputation) the averaged copy predicts the noise; in training, the trained network.
+``ema_decay=null`` keeps no copy.
+
 Sampling is an evaluation: ``sample`` and ``impute`` run without gradients in eval mode (the
 model's mode is restored afterwards) and draw all their noise from ``generator`` when given
 (a generator on the model's device).
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -62,7 +71,7 @@ class DDPM(BaseModel):
                  num_res_blocks: int = 2, attention: bool = True, attention_heads: int = 1,
                  dropout: float = 0.1, cond_drop_prob: float = 0.1, guidance_scale: float = 0.0,
                  sample_steps: int | None = None, conditional_imputation: bool = True,
-                 impute_samples: int = 1):
+                 impute_samples: int = 1, ema_decay: float | None = 0.9999):
         super().__init__()
         if sigma not in SIGMAS:
             raise ValueError(f"model.sigma={sigma!r} is not known; choose one of {', '.join(SIGMAS)}")
@@ -83,6 +92,9 @@ class DDPM(BaseModel):
             raise ValueError(f"model.guidance_scale={guidance_scale} must be >= 0 (0: no guidance)")
         if impute_samples < 1:
             raise ValueError(f"model.impute_samples={impute_samples} must be at least 1")
+        if ema_decay is not None and not 0 <= ema_decay < 1:
+            raise ValueError(f"model.ema_decay={ema_decay} must lie in [0, 1) (the paper: 0.9999) "
+                             "or be null (no averaged weights)")
         self.enc_in, self.seq_len, self.num_classes = int(enc_in), int(seq_len), int(num_classes)
         self.timesteps, self.sigma = int(timesteps), sigma
         self.cond_drop_prob, self.guidance_scale = float(cond_drop_prob), float(guidance_scale)
@@ -111,6 +123,24 @@ class DDPM(BaseModel):
         self.net = UNet1D(3 * c if self.conditional_imputation else c, c, base_channels,
                           tuple(channel_mults), num_res_blocks, attention, attention_heads, dropout,
                           self.num_classes)
+        self.ema_decay = None if ema_decay is None else float(ema_decay)
+        # the averaged weights: a frozen copy, checkpointed with the model, never given to the optimizer
+        self.ema_net = copy.deepcopy(self.net).requires_grad_(False) if self.ema_decay is not None else None
+
+    # ------------------------------------------------------------------ averaged weights
+    def after_optimizer_step(self, step: int) -> None:
+        if self.ema_net is None:
+            return
+        decay = min(self.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for avg, p in zip(self.ema_net.parameters(), self.net.parameters()):
+                avg.lerp_(p.detach(), 1 - decay)
+            for avg, b in zip(self.ema_net.buffers(), self.net.buffers()):
+                avg.copy_(b)
+
+    def denoiser(self) -> torch.nn.Module:
+        """The network that predicts the noise: the averaged copy in eval mode, if kept."""
+        return self.ema_net if self.ema_net is not None and not self.training else self.net
 
     # ------------------------------------------------------------------ forward process
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -175,10 +205,11 @@ class DDPM(BaseModel):
             # both passes in one batch: eps = (1 + w) eps(x, y) - w eps(x, null)
             y = y.reshape(-1).long()
             null = torch.full_like(y, self.num_classes)
-            eps_c, eps_u = self.net(torch.cat([inp, inp]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+            net = self.denoiser()
+            eps_c, eps_u = net(torch.cat([inp, inp]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
             w = self.guidance_scale
             return ((1 + w) * eps_c - w * eps_u).transpose(1, 2)
-        return self.net(inp, t, y).transpose(1, 2)
+        return self.denoiser()(inp, t, y).transpose(1, 2)
 
     # ------------------------------------------------------------------ reverse process
     def sample(self, n: int, y: torch.Tensor | None = None,

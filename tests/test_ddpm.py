@@ -18,8 +18,9 @@ T_STEPS, LEN, C = 50, 20, 3
 
 
 def tiny(**overrides) -> DDPM:
+    # no averaged copy unless a test asks: tests swap model.net for an exact denoiser
     kwargs = dict(enc_in=C, seq_len=LEN, timesteps=T_STEPS, base_channels=8, channel_mults=(1, 2),
-                  num_res_blocks=1, dropout=0.0)
+                  num_res_blocks=1, dropout=0.0, ema_decay=None)
     return DDPM(**{**kwargs, **overrides})
 
 
@@ -398,10 +399,49 @@ def test_the_config_builds_the_model_with_the_data_sizes_it_takes():
 
 
 
+# ---------------------------------------------------------------------- averaged weights
+
+
+def test_the_average_follows_the_warmed_up_decay_and_is_not_trained():
+    model = tiny(ema_decay=0.9)
+    assert all(not p.requires_grad for p in model.ema_net.parameters())
+    assert any(k.startswith("ema_net.") for k in model.state_dict())        # checkpointed
+    start = [p.detach().clone() for p in model.ema_net.parameters()]
+    for step, decay in ((1, 2 / 11), (100, 0.9)):                          # min(0.9, (1+k)/(10+k))
+        with torch.no_grad():
+            for p in model.net.parameters():
+                p.add_(torch.randn_like(p))
+        before = [p.detach().clone() for p in model.ema_net.parameters()]
+        model.after_optimizer_step(step)
+        for avg, old, p in zip(model.ema_net.parameters(), before, model.net.parameters()):
+            assert torch.allclose(avg, decay * old + (1 - decay) * p, atol=1e-6)
+    assert not torch.allclose(start[0], next(model.ema_net.parameters()))
+
+
+def test_eval_mode_predicts_the_noise_with_the_averaged_weights():
+    model = tiny(ema_decay=0.99)
+    randomise_zero_layers(model.net)
+    model.ema_net.load_state_dict(model.net.state_dict())
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.1 * torch.randn_like(p))             # the average lags the trained weights
+    x_t, t = torch.randn(4, LEN, C), torch.full((4,), 7)
+    net_in = torch.cat([x_t, torch.zeros_like(x_t), torch.zeros_like(x_t)], dim=-1).transpose(1, 2)
+    with torch.no_grad():
+        model.eval()
+        assert torch.allclose(model.predict_noise(x_t, t), model.ema_net(net_in, t).transpose(1, 2))
+        assert not torch.allclose(model.predict_noise(x_t, t), model.net(net_in, t).transpose(1, 2))
+        model.train()
+        assert torch.allclose(model.predict_noise(x_t, t), model.net(net_in, t).transpose(1, 2))
+    assert tiny().ema_net is None
+
+
 def test_bad_options_are_refused_with_their_valid_values():
     with pytest.raises(ValueError, match=r"sigma='sd'.*beta, posterior"):
         tiny(sigma="sd")
     with pytest.raises(ValueError, match=rf"sample_steps={T_STEPS + 1}.*1 to model.timesteps={T_STEPS}"):
         tiny(sample_steps=T_STEPS + 1)
+    with pytest.raises(ValueError, match=r"ema_decay=1.0"):
+        tiny(ema_decay=1.0)
     with pytest.raises(ValueError, match=r"\[batch, time, 3\]"):
         tiny()(torch.randn(2, LEN, C + 1))
