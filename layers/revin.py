@@ -32,10 +32,7 @@ class RevIN(nn.Module):
         # statistics are constants of the instance: no gradient flows through them
         self.center = (x[:, -1:, :] if self.subtract_last else x.mean(dim=1, keepdim=True)).detach()
         self.stdev = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps).detach()
-        x = (x - self.center) / self.stdev
-        if self.affine:
-            x = x * self.weight + self.bias
-        return x
+        return self.normalize_like(x)
 
     def normalize_like(self, x):
         """x (e.g. the true future of the window) normalised with the statistics ``normalize``
