@@ -21,7 +21,7 @@
 #       bash scripts/ssl/benchmark.sh task.append_features=false
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-METHODS=${METHODS-random,random-ts2vec,simclr,moco,byol,simsiam,dino,instdisc,hybrid,cpc,tfc,comet,mae,wav2vec2,ts2vec,timesurl}
+METHODS=${METHODS-random,random-ts2vec,simclr,moco,byol,simsiam,dino,instdisc,hybrid,cpc,tfc,comet,mae,wav2vec2,bert,gpt,ts2vec,timesurl}
 SEEDS=${SEEDS-0,1,2}
 DATASETS=${DATASETS-ecg,ecg200}
 ECG_EVALS=${ECG_EVALS-linear:1.0 linear:0.01 knn:1.0 knn:0.01}

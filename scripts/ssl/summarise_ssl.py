@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 METHOD_ORDER = ["random", "random-ts2vec", "simclr", "moco", "byol", "simsiam", "dino", "instdisc", "hybrid",
-                "cpc", "tfc", "comet", "mae", "wav2vec2", "ts2vec", "timesurl"]
+                "cpc", "tfc", "comet", "mae", "wav2vec2", "bert", "gpt", "ts2vec", "timesurl"]
 # the random row of each method's architecture: the methods on the TS2Vec encoder share
 # random-ts2vec, those with their own networks have random-<method>, the rest the shared
 # ResNet ("random"). A method run with another model.encoder needs its own random row.
