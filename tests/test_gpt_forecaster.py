@@ -75,3 +75,13 @@ def test_gpt_forecaster_trains_on_etth1_and_sees_the_future_in_training_only(tmp
     test = read_metrics(tmp_path)["test"]
     assert test["windows"] == TEST_WINDOWS and np.isfinite(test["orig_mse"])
     assert test["mse"] < _mean_baseline_mse(data_dir)          # beats "repeat the input mean"
+
+
+def test_the_etth1_experiment_matches_patchtsts_input_horizon_and_training():
+    from utils.compose import compose_cfg
+    g, p = compose_cfg(["experiment=gpt_forecaster_etth1"]), compose_cfg(["experiment=patchtst_etth1"])
+    from omegaconf import OmegaConf
+    for key in ("data.name", "data.features", "data.seq_len", "data.pred_len", "trainer.batch_size",
+                "trainer.max_epochs", "optimizer.lr", "scheduler._target_", "model.patch_len"):
+        assert OmegaConf.select(g, key) == OmegaConf.select(p, key), key
+    assert (g.task.name, g.model.name, g.model.d_model) == ("forecast", "gpt_forecaster", 128)
