@@ -7,9 +7,9 @@ patch_len). A linear patch embedding plays the part of GPT's token embedding; le
 embeddings are added, then dropout.
 
 Decoder (layers/gpt_decoder.py). GPT-1's block, post-norm as in GPT-1 (GPT-2 later moved the
-LayerNorm before each sub-layer): masked (causal) multi-head self-attention, then a position-
-wise MLP with GELU (GPT-1's tanh approximation), each added to its input and followed by
-LayerNorm. Dropout (0.1) on the embeddings, the attention weights and both residual branches;
+LayerNorm before each sub-layer): masked (causal) multi-head self-attention, then an MLP applied
+at each position with GELU (GPT-1's tanh approximation), each added to its input and followed
+by LayerNorm. Dropout (0.1) on the embeddings, the attention weights and both residual branches;
 weights drawn from N(0, 0.02), biases zero. The causal mask lets position i attend to positions
 <= i only.
 
