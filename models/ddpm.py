@@ -48,7 +48,6 @@ model's mode is restored afterwards) and draw all their noise from ``generator``
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,6 +55,7 @@ import torch
 
 from layers.unet1d import UNet1D
 from models.base import BaseModel
+from utils.module_state import ema_update, evaluating, frozen_copy
 
 SIGMAS = ("beta", "posterior")
 SCHEDULES = ("linear", "quadratic")
@@ -125,18 +125,14 @@ class DDPM(BaseModel):
                           self.num_classes)
         self.ema_decay = None if ema_decay is None else float(ema_decay)
         # the averaged weights: a frozen copy, checkpointed with the model, never given to the optimizer
-        self.ema_net = copy.deepcopy(self.net).requires_grad_(False) if self.ema_decay is not None else None
+        self.ema_net = frozen_copy(self.net) if self.ema_decay is not None else None
 
     # ------------------------------------------------------------------ averaged weights
     def after_optimizer_step(self, step: int) -> None:
         if self.ema_net is None:
             return
-        decay = min(self.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for avg, p in zip(self.ema_net.parameters(), self.net.parameters()):
-                avg.lerp_(p.detach(), 1 - decay)
-            for avg, b in zip(self.ema_net.buffers(), self.net.buffers()):
-                avg.copy_(b)
+        # the U-Net holds no buffers (GroupNorm): its parameters are its whole state
+        ema_update(self.ema_net, self.net, min(self.ema_decay, (1 + step) / (10 + step)))
 
     def denoiser(self) -> torch.nn.Module:
         """The network that predicts the noise: the averaged copy in eval mode, if kept."""
@@ -236,11 +232,8 @@ class DDPM(BaseModel):
                  for _ in range(n_samples)]
         return torch.where(observed, x_observed, torch.stack(draws).mean(0))
 
-    @torch.no_grad()
     def _reverse(self, shape, y, cond, generator) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             device = self.betas.device
             x = torch.randn(shape, generator=generator, device=device)
             steps = self.sampling_timesteps()
@@ -255,8 +248,6 @@ class DDPM(BaseModel):
                 else:
                     x = self._ddim_step(x, t, t_prev, eps)
             return x
-        finally:
-            self.train(was_training)
 
     def sampling_timesteps(self) -> np.ndarray:
         """The timesteps the reverse chain visits, ascending: all of them (ancestral sampling)

@@ -25,6 +25,7 @@ from layers.patching import Patching, random_patch_mask
 from layers.revin import RevIN
 from models.base import BaseModel
 from utils.checkpoint import load_checkpoint
+from utils.module_state import evaluating
 
 log = logging.getLogger(__name__)
 
@@ -177,20 +178,18 @@ class PatchTST(BaseModel):
         (pooling None) or pooled over patches [N, C*d] ("max" / "last"). x [N, seq_len, C]."""
         if pooling not in ("max", "last", None):
             raise ValueError(f"pooling must be 'max', 'last' or None, got '{pooling}'")
-        was_training = self.training
-        self.eval()
         device = next(self.parameters()).device
         x = torch.as_tensor(x, dtype=torch.float32)
         outs = []
-        for i in range(0, len(x), batch_size):
-            z = self.backbone(self._patches(x[i:i + batch_size].to(device)))  # [B, C, N, d]
-            z = z.permute(0, 2, 1, 3).flatten(2)                             # [B, N, C*d]
-            if pooling == "max":
-                z = z.max(dim=1).values
-            elif pooling == "last":
-                z = z[:, -1]
-            outs.append(z.cpu())
-        self.train(was_training)
+        with evaluating(self):
+            for i in range(0, len(x), batch_size):
+                z = self.backbone(self._patches(x[i:i + batch_size].to(device)))  # [B, C, N, d]
+                z = z.permute(0, 2, 1, 3).flatten(2)                             # [B, N, C*d]
+                if pooling == "max":
+                    z = z.max(dim=1).values
+                elif pooling == "last":
+                    z = z[:, -1]
+                outs.append(z.cpu())
         return torch.cat(outs)
 
     def load_backbone(self, path: str) -> None:

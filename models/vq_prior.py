@@ -46,7 +46,6 @@ model's mode.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +54,7 @@ from torch import nn
 from layers.gpt_decoder import GPTDecoder, init_gpt
 from layers.vector_quantizer import EMAVectorQuantizer, FiniteScalarQuantizer
 from models.base import BaseModel
+from utils.module_state import evaluating
 
 QUANTIZERS = ("ema", "fsq")
 
@@ -213,7 +213,7 @@ class VQPrior(BaseModel):
                generator: torch.Generator | None = None) -> torch.Tensor:
         """n new windows [n, seq_len, C] (of class y [n] when the model has classes)."""
         device = self.position.weight.device
-        with self._evaluating():
+        with evaluating(self):
             labels = self.class_tokens(y, n, device)
             codes = self.sample_codes(torch.zeros(n, 0, dtype=torch.long, device=device), labels, generator)
             return self.decode_indices(codes)
@@ -228,7 +228,7 @@ class VQPrior(BaseModel):
             raise ValueError(f"continue_series takes x_prefix [batch, L, {self.enc_in}] with "
                              f"prefix_len <= L <= seq_len={self.seq_len}; got shape "
                              f"{tuple(x_prefix.shape)} and prefix_len={prefix_len}")
-        with self._evaluating():
+        with evaluating(self):
             window = torch.zeros(x_prefix.shape[0], self.seq_len, self.enc_in,
                                  dtype=x_prefix.dtype, device=x_prefix.device)
             window[:, :prefix_len] = x_prefix[:, :prefix_len]
@@ -250,17 +250,6 @@ class VQPrior(BaseModel):
             nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)
             codes = torch.cat([codes, nxt], dim=1)
         return codes
-
-    @contextmanager
-    def _evaluating(self):
-        """No gradients, eval mode, and the model's previous mode restored afterwards."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.train(was_training)
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[-1] != self.enc_in or x.shape[1] > self.seq_len:

@@ -33,8 +33,6 @@ per-time representations (``pooling``, TS2Vec's max by default), and momentum (E
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from torch import nn
@@ -42,6 +40,7 @@ from torch import nn
 from layers.encoders import POOLINGS, build_encoder, pool
 from models.base import BaseModel
 from utils.augmentations import build_views
+from utils.module_state import evaluating
 from utils.row_buffer import RowBuffer
 from utils.schedulers import cosine_anneal
 
@@ -53,13 +52,8 @@ def encode_in_batches(net: nn.Module, x, batch_size: int, encode_batch) -> torch
     if x.dim() != 3:
         raise ValueError(f"encode expects x [samples, time, channels], got {tuple(x.shape)}")
     device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            return batched_outputs(x, batch_size, device, encode_batch)
-    finally:
-        net.train(was_training)
+    with evaluating(net):
+        return batched_outputs(x, batch_size, device, encode_batch)
 
 
 def batched_outputs(x: torch.Tensor, batch_size: int, device, encode_batch) -> torch.Tensor:
@@ -117,26 +111,12 @@ class RepresentationModel(BaseModel):
         return values
 
 
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online, parameter by parameter."""
-    for pt, po in zip(target.parameters(), online.parameters()):
-        pt.mul_(momentum).add_(po.detach(), alpha=1 - momentum)
-
-
 def cosine_momentum(base: float, step: int, total: int | None) -> float:
     """BYOL / DINO schedule: 1 - (1 - base) * (cos(pi * k / K) + 1) / 2, from ``base`` at
     step 0 to 1 at step K (held at 1 afterwards; ``base`` when K is unknown)."""
     if not total:
         return base
     return cosine_anneal(base, 1.0, min(max(step, 0), total) / total)
-
-
-def frozen_copy(module: nn.Module) -> nn.Module:
-    """A copy for a momentum / target network: same weights, no gradients."""
-    twin = copy.deepcopy(module)
-    twin.requires_grad_(False)
-    return twin
 
 
 class SSLMethod(RepresentationModel):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from layers.heads import byol_mlp
-from models.ssl.base import SSLMethod, cosine_momentum, ema_update, frozen_copy
+from models.ssl.base import SSLMethod, cosine_momentum
+from utils.module_state import ema_update, frozen_copy
 
 
 class BYOL(SSLMethod):

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from layers.heads import DINOHead
-from models.ssl.base import SSLMethod, cosine_momentum, ema_update, frozen_copy
+from models.ssl.base import SSLMethod, cosine_momentum
+from utils.module_state import ema_update, frozen_copy
 from utils.augmentations import build_views
 from utils.losses.dino import updated_center
 

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from layers.heads import moco_v2_head
-from models.ssl.base import SSLMethod, ema_update, frozen_copy
+from models.ssl.base import SSLMethod
+from utils.module_state import ema_update, frozen_copy
 from utils.distributed import gather
 
 

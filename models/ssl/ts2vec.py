@@ -27,6 +27,7 @@ from torch.optim.swa_utils import AveragedModel
 from layers.dilated_conv import MASK_MODES, TSEncoder, timestamp_mask
 from layers.encoders import build_encoder
 from models.ssl.base import RepresentationModel, batched_outputs
+from utils.module_state import evaluating
 
 POOLINGS = ("max", "last", None)
 
@@ -157,9 +158,7 @@ class TS2Vec(RepresentationModel):
         net = self.eval_network()
         device = next(net.parameters()).device
         bs = batch_size or self.encode_batch_size
-        was_training = net.training
-        net.eval()
-        try:
+        with evaluating(net):
             if sliding_length is None:
                 def batch(rows, xb):
                     m = mask[rows].to(device) if torch.is_tensor(mask) else mask
@@ -168,8 +167,6 @@ class TS2Vec(RepresentationModel):
             h = self._encode_sliding(net, x, mask, causal, sliding_length, sliding_padding,
                                      bs, device)
             return pool(h, pooling)
-        finally:
-            net.train(was_training)
 
     def _encode_sliding(self, net, x, mask, causal, length, padding, bs, device):
         if torch.is_tensor(mask):
