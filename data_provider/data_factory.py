@@ -14,6 +14,7 @@ from .base import DataBundle
 
 DATA_FAMILIES = {
     "ecg": "data_provider.mitdb",
+    "ecg_stream": "data_provider.mitdb_stream",
     "ucr": "data_provider.ucr_uea",
     "uea": "data_provider.ucr_uea",
     "ett": "data_provider.forecast_data",

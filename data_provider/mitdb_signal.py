@@ -293,6 +293,24 @@ def normalize_rr(rr: np.ndarray, record: np.ndarray, mode: str,
     return out
 
 
+def preprocess_signal(raw: np.ndarray, fs: float, s: SignalSettings) -> tuple[np.ndarray, float]:
+    """A record's lead filtered, resampled and (record_zscore) normalised: (signal, its rate)."""
+    sig, fs_out = resample(filter_signal(raw, fs, s), fs, s.resample_hz)
+    return (zscore(sig) if s.normalize == "record_zscore" else sig), fs_out
+
+
+def beats_at(sig: np.ndarray, fs_out: float, samples: np.ndarray, fs: float,
+             s: SignalSettings) -> np.ndarray:
+    """Beat windows [n, L] float32 of a preprocessed signal around R peaks given at the record's
+    own rate ``fs`` (the annotations', or a detector's)."""
+    peaks = np.clip(np.round(samples * fs_out / fs).astype(np.int64), 0, len(sig) - 1)
+    before, after = window_lengths(fs_out, s)
+    beats = cut_beats(sig, peaks, before, after)
+    if s.normalize == "beat_zscore":
+        beats = zscore(beats, axis=1)
+    return beats.astype(np.float32)
+
+
 def process_record(path: Path, s: SignalSettings, window_seconds: float | None = None):
     """Beats of one record (and, for `window_seconds`, its non-overlapping long windows)."""
     raw, fs, samples, symbols = read_record(path, s.lead)
@@ -300,15 +318,8 @@ def process_record(path: Path, s: SignalSettings, window_seconds: float | None =
     samples, symbols = samples[is_beat], symbols[is_beat]
     y = np.array([AAMI_INDEX[sym] for sym in symbols], dtype=np.int64)
 
-    sig, fs_out = resample(filter_signal(raw, fs, s), fs, s.resample_hz)
-    if s.normalize == "record_zscore":
-        sig = zscore(sig)
-    peaks = np.clip(np.round(samples * fs_out / fs).astype(np.int64), 0, len(sig) - 1)
-    before, after = window_lengths(fs_out, s)
-    beats = cut_beats(sig, peaks, before, after)
-    if s.normalize == "beat_zscore":
-        beats = zscore(beats, axis=1)
-    out = RecordBeats(x=beats.astype(np.float32), y=y, rr=rr_features(samples, fs),
+    sig, fs_out = preprocess_signal(raw, fs, s)
+    out = RecordBeats(x=beats_at(sig, fs_out, samples, fs, s), y=y, rr=rr_features(samples, fs),
                       sample=samples, symbol=symbols.astype("<U1"))
 
     windows = None

@@ -11,6 +11,8 @@ TASKS = {
     "explain": "exp.exp_explain.Exp_Explain",
     "impute": "exp.exp_impute.Exp_Impute",
     "generate": "exp.exp_generate.Exp_Generate",
+    "detect": "exp.exp_detect.Exp_Detect",
+    "segment": "exp.exp_segment.Exp_Segment",
 }
 
 
