@@ -8,7 +8,9 @@ noted). Training follows SAM's simulation of interaction: per window one episode
 drawn uniformly among those present, so rare rhythms are prompted as often as sinus rhythm),
 prompted by one point inside it or by its interval with noisy edges (half the batches each);
 then task.train_rounds - 1 rounds add a corrective point drawn from the error region of the
-previous prediction. A single point is ambiguous, so it gets the model's several candidate masks
+previous prediction. Most windows hold one rhythm throughout, whose mask is the whole window; a
+window of one episode is prompted with probability task.single_episode_keep, so the rhythm
+changes, the part worth a segmenter, are not drowned by them. A single point is ambiguous, so it gets the model's several candidate masks
 (the loss takes the best); several prompts get its single output. The model offers
 ``encode(x)`` and ``decode(embedding, points, point_labels, interval, multimask)``; training
 calls its forward once per round so the same code runs under DistributedDataParallel.
@@ -17,7 +19,9 @@ Evaluation prompts every episode of every window (at least task.min_episode_seco
 "point" = one point at the episode's centre, the candidate with the highest predicted IoU kept
 (SAM's choice); "points_N" = N points, each further one at the centre of the largest error run of
 the previous prediction (the standard interactive protocol); "interval" = the exact episode.
-Reported: the mean IoU over episodes, and per rhythm, for each prompt.
+Reported for each prompt: the mean IoU over all episodes, over the episodes of windows holding
+more than one ("_mixed": where a boundary has to be found; a one-episode window is solved by
+the whole-window mask), and per rhythm.
 """
 from __future__ import annotations
 
@@ -54,9 +58,10 @@ class Exp_Segment(Exp_Basic):
         w, rng = x.shape[1], self._rng
         rows, targets, points, intervals = [], [], [], []
         by_point = rng.random() < 0.5          # the batch's first prompt: a point, or an interval
+        keep_single = float(self.cfg.task.single_episode_keep)
         for i in range(len(rhythm)):
             found = episodes(rhythm[i], self._min_steps)
-            if not found:
+            if not found or (len(found) == 1 and rng.random() >= keep_single):
                 continue
             start, end, _ = pick_episode(found, rng)
             rows.append(i)
@@ -113,7 +118,7 @@ class Exp_Segment(Exp_Basic):
         n_points = int(self.cfg.task.eval_points)
         names = list(self.meta["rhythm_names"])
         ious = {"point": [], f"points_{n_points}": [], "interval": []}
-        kinds, losses, counts = [], [], []
+        kinds, mixed, losses, counts = [], [], [], []
         for batch in self._loader(split, train=False):
             batch = self._to_device(batch)
             x, rhythm = batch["x"], batch["rhythm"].cpu().numpy()
@@ -149,13 +154,19 @@ class Exp_Segment(Exp_Basic):
             out = self._decode(emb[idx], [[] for _ in flat], interval, False, w)
             ious["interval"].append(mask_iou(out["masks"][:, 0].float(), t_target, t_valid).cpu().numpy())
             kinds.append(np.array([f[3] for f in flat]))
+            per_window = np.bincount([f[0] for f in flat], minlength=len(rhythm))
+            mixed.append(per_window[[f[0] for f in flat]] > 1)
         release_free_memory()
         if not kinds:
             return {"loss": float("nan"), "episodes": 0}
         kind = np.concatenate(kinds)
         scores = {k: np.concatenate(v) for k, v in ious.items()}
+        in_mixed = np.concatenate(mixed)
         metrics = {"loss": float(np.average(losses, weights=counts)), "episodes": int(len(kind)),
-                   **{f"miou_{k}": float(v.mean()) for k, v in scores.items()}}
+                   "episodes_mixed": int(in_mixed.sum()),
+                   **{f"miou_{k}": float(v.mean()) for k, v in scores.items()},
+                   **{f"miou_{k}_mixed": float(v[in_mixed].mean()) if in_mixed.any() else float("nan")
+                      for k, v in scores.items()}}
         metrics["per_rhythm"] = {names[r]: {"episodes": int((kind == r).sum()),
                                             **{k: float(v[kind == r].mean()) for k, v in scores.items()}}
                                  for r in np.unique(kind).tolist()}

@@ -167,3 +167,14 @@ def test_a_beat_classifier_on_detected_beats(tmp_path, data_dir, cache_dir, one_
     samples, _ = _reference(data_dir, 100)
     xqrs = out["xqrs"]
     assert xqrs["tp"] + xqrs["fn"] == len(samples) and xqrs["se"] > 0.95
+
+
+def test_classical_detectors_find_the_beats_of_a_record(tmp_path, data_dir):
+    out = _script("classical").main(["--records", "100", "--detectors", "xqrs", "gqrs",
+                                     "--out", str(tmp_path / "c.json"), f"paths.data_dir={data_dir}"])
+    samples, _ = _reference(data_dir, 100)
+    for name in ("xqrs", "gqrs"):
+        record = out[name]["per_record"]["100"]
+        assert record["tp"] + record["fn"] == int((samples >= 300 * 360).sum())
+        assert out[name]["sensitivity"] > 0.99 and out[name]["positive_predictivity"] > 0.99
+    assert (tmp_path / "c.json").is_file()

@@ -88,7 +88,7 @@ def test_sam_segments_rhythm_episodes_of_real_records(tmp_path, data_dir, cache_
     m = read_metrics(tmp_path)
     test = m["test"]
     assert test["episodes"] > 10
-    for key in ("miou_point", "miou_points_3", "miou_interval"):
+    for key in ("miou_point", "miou_points_3", "miou_interval", "miou_point_mixed"):
         assert 0.0 <= test[key] <= 1.0
     assert {"N", "AFIB"} <= set(test["per_rhythm"])          # record 222: sinus rhythm and AF
     assert sum(v["episodes"] for v in test["per_rhythm"].values()) == test["episodes"]
