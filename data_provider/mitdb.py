@@ -103,6 +103,19 @@ def shared_patients(splits: dict[str, list[int]]) -> list[int]:
     return sorted({patient_of(r) for r in splits["train"]} & {patient_of(r) for r in splits["test"]})
 
 
+def ready_records(cfg, recs: dict[str, list[int]]) -> tuple[Path, list[int], dict[str, str]]:
+    """(folder, records, sha256 of their files) of every record of the split: missing files
+    fetched when data.download allows, every file checked against the official sha256."""
+    d = cfg.data
+    folder = inside_data_dir(str(cfg.paths.data_dir), ("data.subdir", _get(d, "subdir", "mitdb")))
+    all_records = sorted(set(recs["train"]) | set(recs["val"]) | set(recs["test"]))
+    ensure_records(folder, all_records, download=bool(_get(d, "download", False)),
+                   source_url=str(_get(d, "source_url", "https://physionet.org/files/mitdb/1.0.0/")))
+    digests = record_digests(folder, all_records)
+    verify_records(folder, digests, verify=bool(_get(d, "verify_files", True)))
+    return folder, all_records, digests
+
+
 def _preprocess(folder: Path, records, settings, window_seconds, window_records,
                 progress: bool = True) -> dict:
     parts, windows = [], []
@@ -256,12 +269,7 @@ def build(cfg) -> DataBundle:
     window_seconds = float(_get(d, "ssl_window_seconds", 10.0)) if ssl_unit == "window" else None
     window_splits = ["train", "val"] + (["test"] if bool(_get(d, "test_windows", False)) else [])
 
-    folder = inside_data_dir(str(cfg.paths.data_dir), ("data.subdir", _get(d, "subdir", "mitdb")))
-    all_records = sorted(set(recs["train"]) | set(recs["val"]) | set(recs["test"]))
-    ensure_records(folder, all_records, download=bool(_get(d, "download", False)),
-                   source_url=str(_get(d, "source_url", "https://physionet.org/files/mitdb/1.0.0/")))
-    digests = record_digests(folder, all_records)
-    verify_records(folder, digests, verify=bool(_get(d, "verify_files", True)))
+    folder, all_records, digests = ready_records(cfg, recs)
     a = load_arrays(cfg, folder, all_records, settings, window_seconds,
                     window_records=[r for name in window_splits for r in recs[name]], digests=digests,
                     memory_map=bool(_get(d, "memory_map", False)))

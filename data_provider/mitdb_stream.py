@@ -29,12 +29,10 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from utils.detection.windows import window_starts
-from utils.paths import inside_data_dir
 
 from . import mitdb_cache
 from .base import ArrayDataset, DataBundle
-from .mitdb import _get, settings_from_cfg, shared_patients, split_records
-from .mitdb_files import ensure_records, record_digests, verify_records
+from .mitdb import _get, ready_records, settings_from_cfg, shared_patients, split_records
 from .mitdb_signal import (AAMI_INDEX, CLASS_NAMES, SignalSettings, _read_with, check_signal_files,
                            filter_signal, read_header, resample, zscore)
 
@@ -191,12 +189,7 @@ def build(cfg) -> DataBundle:
     d = cfg.data
     settings = replace(settings_from_cfg(d), lead=FIRST_LEAD)
     recs = split_records(d)
-    folder = inside_data_dir(str(cfg.paths.data_dir), ("data.subdir", _get(d, "subdir", "mitdb")))
-    all_records = sorted(set(recs["train"]) | set(recs["val"]) | set(recs["test"]))
-    ensure_records(folder, all_records, download=bool(_get(d, "download", False)),
-                   source_url=str(_get(d, "source_url", "https://physionet.org/files/mitdb/1.0.0/")))
-    digests = record_digests(folder, all_records)
-    verify_records(folder, digests, verify=bool(_get(d, "verify_files", True)))
+    folder, all_records, digests = ready_records(cfg, recs)
     a = load_streams(cfg, folder, all_records, settings, digests)
     fs_out = float(a["fs_out"])
     streams = _records(a)
