@@ -23,9 +23,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from data_provider.mitdb import split_records  # noqa: E402
+from data_provider.mitdb_files import ensure_records  # noqa: E402
 from data_provider.mitdb_signal import CLASS_NAMES  # noqa: E402
 from data_provider.mitdb_stream import read_leads  # noqa: E402
 from utils.compose import compose_cfg  # noqa: E402
+from utils.download import DataUnavailable, DownloadError  # noqa: E402
 from utils.detection.ec57 import compare_record, summarise  # noqa: E402
 from utils.paths import inside_data_dir  # noqa: E402
 
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = compose_cfg(["model=detr", *overrides])
     records = args.records or split_records(cfg.data)["test"]
     folder = inside_data_dir(str(cfg.paths.data_dir), ("data.subdir", cfg.data.subdir))
+    ensure_records(folder, records, download=bool(cfg.data.download), source_url=str(cfg.data.source_url))
     t = cfg.task
     results = {}
     for name in args.detectors:
@@ -74,4 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (DataUnavailable, DownloadError, ValueError) as error:   # a refusal, not a traceback
+        sys.exit(f"error: {error}")

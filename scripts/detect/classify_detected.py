@@ -38,6 +38,7 @@ from exp.exp_classification import Exp_Classification  # noqa: E402
 from exp.exp_explain import trained_config  # noqa: E402
 from utils.checkpoint import load_checkpoint, strip_wrappers  # noqa: E402
 from utils.compose import compose_cfg  # noqa: E402
+from utils.download import DataUnavailable, DownloadError  # noqa: E402
 from utils.decision_rule import fit_class_offsets  # noqa: E402
 from utils.detection.ec57 import compare_record, summarise  # noqa: E402
 from utils.instantiate import refuse_untrusted_targets  # noqa: E402
@@ -163,4 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (DataUnavailable, DownloadError, ValueError) as error:   # a refusal, not a traceback
+        sys.exit(f"error: {error}")
