@@ -47,9 +47,10 @@ RHYTHM_NAMES = ["N", "AFIB", "AFL", "B", "T", "VT", "VFL", "SVTA", "NOD", "IVR",
                 "BII", "PREX", "P"]
 
 
-def read_leads(path: Path):
-    """(signals [n, leads] in mV, lead names, fs, beat samples, AAMI classes) of one record,
-    MLII first where the record has it (record 114 stores it second)."""
+def read_leads(path: Path) -> dict:
+    """One record as read: "signal" [n, leads] in mV with MLII first where the record has it
+    (record 114 stores it second), "leads", "fs", the reference beats ("sample", AAMI "cls")
+    and the rhythm notes ("rhythm_sample", "rhythm"), all from one read of each file."""
     import wfdb
 
     header = read_header(path)
@@ -59,17 +60,18 @@ def read_leads(path: Path):
     order = sorted(range(len(rec.sig_name)), key=lambda i: rec.sig_name[i] != FIRST_LEAD)
     symbols = np.asarray(ann.symbol)
     is_beat = np.array([s in AAMI_INDEX for s in symbols], dtype=bool)
-    classes = np.array([AAMI_INDEX[s] for s in symbols[is_beat]], dtype=np.int64)
-    return (rec.p_signal[:, order].astype(np.float64), [rec.sig_name[i] for i in order],
-            float(rec.fs), np.asarray(ann.sample, dtype=np.int64)[is_beat], classes)
+    change, rhythm = rhythm_changes(ann)
+    return {"signal": rec.p_signal[:, order].astype(np.float64),
+            "leads": [rec.sig_name[i] for i in order], "fs": float(rec.fs),
+            "sample": np.asarray(ann.sample, dtype=np.int64)[is_beat],
+            "cls": np.array([AAMI_INDEX[s] for s in symbols[is_beat]], dtype=np.int64),
+            "rhythm_sample": change, "rhythm": rhythm}
 
 
-def rhythm_changes(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(sample, rhythm index) of every rhythm note of a record; a rhythm holds until the next
-    note. Notes outside RHYTHM_NAMES are kept as -1 (unknown), so the previous rhythm ends."""
-    import wfdb
-
-    ann = _read_with(wfdb.rdann, path, ".atr", "atr")
+def rhythm_changes(ann) -> tuple[np.ndarray, np.ndarray]:
+    """(sample, rhythm index) of every rhythm note of a wfdb annotation; a rhythm holds until
+    the next note. Notes outside RHYTHM_NAMES are kept as -1 (unknown), so the previous rhythm
+    ends."""
     notes = [(int(sample), (note or "").strip("\x00 ").lstrip("("))
              for sample, symbol, note in zip(ann.sample, ann.symbol, ann.aux_note) if symbol == "+"]
     return (np.array([n[0] for n in notes], dtype=np.int64),
@@ -84,16 +86,15 @@ def rhythm_at(steps: np.ndarray, change_steps: np.ndarray, rhythms: np.ndarray) 
 
 
 def process_stream(path: Path, s: SignalSettings) -> dict:
-    """One record's filtered, resampled, per-lead z-scored signals and its reference beats."""
-    raw, leads, fs, samples, classes = read_leads(path)
+    """One record's filtered, resampled, per-lead z-scored signals and its reference beats and
+    rhythm notes (at the record's own rate)."""
+    record = read_leads(path)
     columns = []
-    for lead in range(raw.shape[1]):
-        sig, fs_out = resample(filter_signal(raw[:, lead], fs, s), fs, s.resample_hz)
+    for lead in range(record["signal"].shape[1]):
+        sig, fs_out = resample(filter_signal(record["signal"][:, lead], record["fs"], s),
+                               record["fs"], s.resample_hz)
         columns.append(zscore(sig) if s.normalize != "none" else sig)
-    change, rhythm = rhythm_changes(path)
-    return {"signal": np.stack(columns, axis=1).astype(np.float32), "leads": leads, "fs": fs,
-            "fs_out": fs_out, "sample": samples, "cls": classes, "rhythm_sample": change,
-            "rhythm": rhythm}
+    return {**record, "signal": np.stack(columns, axis=1).astype(np.float32), "fs_out": fs_out}
 
 
 def _preprocess(folder: Path, records, s: SignalSettings) -> dict:

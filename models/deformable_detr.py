@@ -42,7 +42,7 @@ from torch import nn
 from layers.deformable_attention import (DeformableEncoderLayer, MultiScaleDeformableAttention1d,
                                          sine_position)
 from models.base import BaseModel
-from models.detr import BoxMLP, ConvBackbone1d, check_sizes, detections_of
+from models.detr import BoxMLP, ConvBackbone1d, check_sizes, detections_of, final_and_aux
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -195,9 +195,7 @@ class DeformableDETR(BaseModel):
             per_layer.append({"logits": self.class_embed[head](tgt), "boxes": boxes})
             if self.iterative_refinement:
                 reference = boxes.detach()            # the next layer's reference interval
-        out = dict(per_layer[-1])
-        out["aux"] = per_layer[:-1] if self.aux_loss else []
-        return out
+        return final_and_aux(per_layer, self.aux_loss)
 
     @torch.no_grad()
     def detections(self, outputs: dict) -> dict:

@@ -99,6 +99,12 @@ def detections_of(outputs: dict, sigmoid_classes: bool) -> dict:
     return {"score": score, "label": label.long(), "centre": centre, "width": width}
 
 
+def final_and_aux(per_layer: list[dict], aux_loss: bool) -> dict:
+    """The last decoder layer's outputs, with the earlier layers' under "aux" (for the
+    auxiliary decoding losses) or none."""
+    return {**per_layer[-1], "aux": per_layer[:-1] if aux_loss else []}
+
+
 def check_sizes(prefix: str, **sizes) -> None:
     for key, value in sizes.items():
         if int(value) < 1:
@@ -201,9 +207,7 @@ class DETR(BaseModel):
             tgt = layer(tgt, query_pos, memory, pos)
             h = self.decoder_norm(tgt)
             per_layer.append({"logits": self.class_embed(h), "boxes": self.bbox_embed(h).sigmoid()})
-        out = dict(per_layer[-1])
-        out["aux"] = per_layer[:-1] if self.aux_loss else []
-        return out
+        return final_and_aux(per_layer, self.aux_loss)
 
     @torch.no_grad()
     def detections(self, outputs: dict) -> dict:

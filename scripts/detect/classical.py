@@ -26,10 +26,10 @@ from data_provider.mitdb import split_records  # noqa: E402
 from data_provider.mitdb_files import ensure_records  # noqa: E402
 from data_provider.mitdb_signal import CLASS_NAMES  # noqa: E402
 from data_provider.mitdb_stream import read_leads  # noqa: E402
-from utils.compose import compose_cfg  # noqa: E402
-from utils.download import DataUnavailable, DownloadError  # noqa: E402
+from utils.compose import compose_cfg, split_overrides  # noqa: E402
 from utils.detection.ec57 import compare_record, summarise  # noqa: E402
 from utils.paths import inside_data_dir  # noqa: E402
+from utils.refusal import refuse_on_error  # noqa: E402
 
 
 def detect(name: str, signal: np.ndarray, fs: float) -> np.ndarray:
@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="records to score (default: the test split, DS2)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
     argv = sys.argv[1:] if argv is None else argv
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]   # hydra's
-    args = ap.parse_args([a for a in argv if a not in overrides])
+    options, overrides = split_overrides(argv)
+    args = ap.parse_args(options)
     cfg = compose_cfg(["model=detr", *overrides])
     records = args.records or split_records(cfg.data)["test"]
     folder = inside_data_dir(str(cfg.paths.data_dir), ("data.subdir", cfg.data.subdir))
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.detectors:
         per_record, seconds = {}, 0.0
         for r in records:
-            signals, _, fs, ref, ref_cls = read_leads(folder / str(r))
+            record = read_leads(folder / str(r))
+            signals, fs, ref, ref_cls = record["signal"], record["fs"], record["sample"], record["cls"]
             t0 = time.perf_counter()
             found = detect(name, signals[:, 0], fs)
             seconds += time.perf_counter() - t0
@@ -77,7 +78,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    with refuse_on_error():
         main()
-    except (DataUnavailable, DownloadError, ValueError) as error:   # a refusal, not a traceback
-        sys.exit(f"error: {error}")

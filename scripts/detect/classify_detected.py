@@ -37,12 +37,12 @@ from data_provider.mitdb_signal import (AAMI_INDEX, CLASS_NAMES, beats_at, norma
 from exp.exp_classification import Exp_Classification  # noqa: E402
 from exp.exp_explain import trained_config  # noqa: E402
 from utils.checkpoint import load_checkpoint, strip_wrappers  # noqa: E402
-from utils.compose import compose_cfg  # noqa: E402
-from utils.download import DataUnavailable, DownloadError  # noqa: E402
+from utils.compose import compose_cfg, split_overrides  # noqa: E402
 from utils.decision_rule import fit_class_offsets  # noqa: E402
 from utils.detection.ec57 import compare_record, summarise  # noqa: E402
 from utils.instantiate import refuse_untrusted_targets  # noqa: E402
 from utils.paths import inside_data_dir  # noqa: E402
+from utils.refusal import refuse_on_error  # noqa: E402
 
 
 def classifier_config(ckpt: Path, here) -> "OmegaConf":
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="annotations | xqrs | a task=detect run's detections.npz (several allowed)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
     argv = sys.argv[1:] if argv is None else argv
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]   # hydra's
-    args = ap.parse_args([a for a in argv if a not in overrides])
+    options, overrides = split_overrides(argv)
+    args = ap.parse_args(options)
     here = compose_cfg(["model=detr", *overrides])
     cfg = classifier_config(args.classifier, here)
     loaded = {}
@@ -164,7 +164,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    with refuse_on_error():
         main()
-    except (DataUnavailable, DownloadError, ValueError) as error:   # a refusal, not a traceback
-        sys.exit(f"error: {error}")
